@@ -1,0 +1,7 @@
+"""crilink: audit and repair the links that hold container storage together."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

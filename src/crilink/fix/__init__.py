@@ -1,0 +1,1 @@
+"""fix layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""pathres layer (see DESIGN.md)."""

@@ -1,0 +1,119 @@
+"""Render scan results: a versioned JSON envelope and a rich table; exit codes from data.
+
+The JSON envelope (schema 1)::
+
+    {"schema": 1, "target": "...", "target_kind": "rootfs",
+     "summary": {"total": N, "by_severity": {...}, "by_kind": {...}, "bytes": B, "stats": {...}},
+     "findings": [Finding.to_json(), ...]}
+
+Keys are stable; new keys may be added within a schema version, none removed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from crilink.model import Finding, ScanResult, Severity
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "envelope",
+    "exit_code",
+    "print_json",
+    "print_table",
+    "summary",
+]
+
+SCHEMA_VERSION = 1
+
+_SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def summary(findings: Sequence[Finding], stats: dict[str, int] | None = None) -> dict[str, Any]:
+    """Counts by severity and kind, total bytes, and the scan's own counters."""
+    by_sev = Counter(str(f.severity) for f in findings)
+    by_kind = Counter(f.kind for f in findings)
+    return {
+        "total": len(findings),
+        "by_severity": {str(s): by_sev.get(str(s), 0) for s in Severity},
+        "by_kind": dict(sorted(by_kind.items())),
+        "bytes": sum(f.bytes or 0 for f in findings),
+        "stats": dict(stats or {}),
+    }
+
+
+def envelope(result: ScanResult) -> dict[str, Any]:
+    """The versioned JSON document for one scan."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "target": result.target,
+        "target_kind": str(result.target_kind),
+        "summary": summary(result.findings, dict(result.stats)),
+        "findings": [f.to_json() for f in result.findings],
+    }
+
+
+def print_json(doc: Any, out: IO[str]) -> None:
+    """Write JSON; lone surrogates (non-UTF-8 names) are kept as ``\\udcXX`` escapes."""
+    out.write(json.dumps(doc, indent=2, ensure_ascii=True))
+    out.write("\n")
+
+
+def exit_code(findings: Iterable[Finding], fail_on: Severity) -> int:
+    """0 when no finding is at or above ``fail_on``, else 1."""
+    return 1 if any(f.severity.rank >= fail_on.rank for f in findings) else 0
+
+
+def _safe(text: str | None) -> str:
+    """Show a path on a terminal unambiguously: control chars and bad bytes escaped."""
+    if text is None:
+        return ""
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii") \
+        if not text.isprintable() or any(0xDC80 <= ord(c) <= 0xDCFF for c in text) else text
+
+
+def print_table(result: ScanResult, console: Console) -> None:
+    """Findings grouped by kind (worst first), then a totals line."""
+    findings = sorted(result.findings, key=lambda f: (-f.severity.rank, f.kind, f.path))
+    if not findings:
+        console.print(f"[green]no findings[/green] in {_safe(result.target)} ({result.target_kind})")
+        return
+    table = Table(title=f"{_safe(result.target)} ({result.target_kind})", show_lines=False)
+    for col in ("severity", "kind", "path", "link / id", "detail"):
+        table.add_column(col, overflow="fold")
+    last_kind = None
+    for f in findings:
+        if last_kind is not None and f.kind != last_kind:
+            table.add_section()
+        last_kind = f.kind
+        ident = f.link if f.link is not None else (f.key or f.id or f.digest or "")
+        detail = f.message or _detail_text(f)
+        table.add_row(f"[{_SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.kind, _safe(f.path),
+                      _safe(ident), _safe(detail))
+    console.print(table)
+    s = summary(findings, dict(result.stats))
+    kinds = ", ".join(f"{k} {n}" for k, n in s["by_kind"].items())
+    sev = s["by_severity"]
+    line = f"{s['total']} findings ({sev['error']} error, {sev['warning']} warning, " \
+           f"{sev['info']} info): {kinds}"
+    if s["bytes"]:
+        line += f"; {s['bytes']:,} bytes involved"
+    console.print(line)
+
+
+def _detail_text(f: Finding) -> str:
+    parts = []
+    if f.resolved is not None:
+        parts.append(f"resolved {f.resolved}")
+    if f.remaining:
+        parts.append(f"remaining {f.remaining}")
+    if f.bytes:
+        parts.append(f"{f.bytes:,} bytes")
+    parts.extend(f"{k}={v}" for k, v in f.detail.items() if not isinstance(v, (list, dict)))
+    return "; ".join(parts)

@@ -1,0 +1,40 @@
+"""Shared test fixtures.
+
+``real_fixtures`` is the directory built by tests/fixtures/make-real-stores.sh (scripts/test
+builds it once into $CRILINK_FIXTURES). Tests must never modify it: copy what you change
+(``copy_fixture``) into a tmp dir with ``cp -a`` (keeps hard links, xattrs, owners).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+FIXTURES_ENV = "CRILINK_FIXTURES"
+DEFAULT_FIXTURES = "/var/tmp/crilink-fixtures"
+
+
+@pytest.fixture(scope="session")
+def real_fixtures() -> Path:
+    path = Path(os.environ.get(FIXTURES_ENV, DEFAULT_FIXTURES))
+    if not (path / "MANIFEST.md").is_file():
+        pytest.fail(f"real fixtures missing in {path}: run scripts/test (it builds them)")
+    return path
+
+
+@pytest.fixture
+def copy_fixture(tmp_path: Path, real_fixtures: Path) -> Callable[[str], Path]:
+    """copy_fixture("containerd/clean/root") -> a private cp -a copy under tmp_path."""
+
+    def copy(rel: str) -> Path:
+        src = real_fixtures / rel
+        dst = tmp_path / "copy" / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+        return dst
+
+    return copy
