@@ -1,0 +1,150 @@
+"""Checks for a Docker overlay2 data root: layer records against driver dirs, and back.
+
+Kinds (paths relative to the data root; ``id`` is what an operator types next):
+- ``orphan_layer_dir`` (warning): ``overlay2/<name>`` that no layerdb ``cache-id`` and no
+  container ``mount-id``/``init-id`` knows. ``bytes``: what removing it frees.
+- ``missing_layer_dir`` (error): a layerdb chain (or a container mount) whose driver dir is
+  gone, or that has no ``cache-id`` at all; dockerd fails on every image that uses it.
+- ``dangling_parent`` (error): a chain or mount whose ``parent`` chain is not in layerdb.
+- ``unreferenced_layer`` (warning): a chain that no image, container mount or used child
+  chain needs. ``bytes``: its driver dir's exclusive bytes (hard links counted once).
+- ``incomplete_layer`` (warning): a ``layerdb/tmp/write-set-*`` left by an interrupted
+  layer registration (``docker load``/``pull`` killed).
+The shared overlay ``l/`` checks (short links, ``link``, ``lower``) run through
+:mod:`crilink.checks.overlaylinks` with the driver dir names as known layer ids.
+Never writes, never prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from crilink.formats import docker as fmt
+from crilink.model import Finding, ScanResult, Severity, TargetKind
+from crilink.stores.docker import DockerView, open_docker
+from crilink.stores.usage import usage_of
+
+if TYPE_CHECKING:
+    from crilink.scan import ScanOptions
+
+__all__ = ["Kind", "check_view", "referenced_chains", "run"]
+
+
+class Kind(StrEnum):
+    """Finding kinds this module emits (stable names shared with the other stores)."""
+
+    ORPHAN_LAYER_DIR = "orphan_layer_dir"
+    MISSING_LAYER_DIR = "missing_layer_dir"
+    DANGLING_PARENT = "dangling_parent"
+    UNREFERENCED_LAYER = "unreferenced_layer"
+    INCOMPLETE_LAYER = "incomplete_layer"
+
+
+def _layer_path(chain: str) -> str:
+    return f"{fmt.LAYERDB_SHA256_DIR}/{chain}"
+
+
+def _mount_path(container: str) -> str:
+    return f"{fmt.MOUNTS_DIR}/{container}"
+
+
+def _dir_bytes(view: DockerView, name: str) -> int:
+    return usage_of([view.root / fmt.DRIVER_DIR / name]).exclusive
+
+
+def _orphan_dirs(view: DockerView) -> Iterator[Finding]:
+    for name in sorted(view.layer_dirs - view.known_dirs()):
+        yield Finding(Kind.ORPHAN_LAYER_DIR, Severity.WARNING, f"{fmt.DRIVER_DIR}/{name}",
+                      message="no layerdb record or container mount knows this layer dir",
+                      id=name, bytes=_dir_bytes(view, name))
+
+
+def _missing_dirs(view: DockerView) -> Iterator[Finding]:
+    for chain, layer in sorted(view.layers.items()):
+        if layer.cache_id is None:
+            yield Finding(Kind.MISSING_LAYER_DIR, Severity.ERROR, _layer_path(chain),
+                          message="layerdb entry has no cache-id", id=chain)
+        elif layer.cache_id not in view.layer_dirs:
+            yield Finding(Kind.MISSING_LAYER_DIR, Severity.ERROR, _layer_path(chain),
+                          message=f"driver dir {fmt.DRIVER_DIR}/{layer.cache_id} is gone",
+                          id=chain, detail={"cache_id": layer.cache_id})
+    for container, mount in sorted(view.mounts.items()):
+        for role, name in (("mount_id", mount.mount_id), ("init_id", mount.init_id)):
+            if name is not None and name not in view.layer_dirs:
+                yield Finding(Kind.MISSING_LAYER_DIR, Severity.ERROR, _mount_path(container),
+                              message=f"container {role} dir {fmt.DRIVER_DIR}/{name} is gone",
+                              id=container, detail={role: name})
+
+
+def _dangling_parents(view: DockerView) -> Iterator[Finding]:
+    for chain, layer in sorted(view.layers.items()):
+        if layer.parent is not None and layer.parent not in view.layers:
+            yield Finding(Kind.DANGLING_PARENT, Severity.ERROR, _layer_path(chain),
+                          message=f"parent chain {layer.parent} is not in layerdb", id=chain,
+                          detail={"parent": layer.parent})
+    for container, mount in sorted(view.mounts.items()):
+        if mount.parent is not None and mount.parent not in view.layers:
+            yield Finding(Kind.DANGLING_PARENT, Severity.ERROR, _mount_path(container),
+                          message=f"container's parent chain {mount.parent} is not in layerdb",
+                          id=container, detail={"parent": mount.parent})
+
+
+def referenced_chains(view: DockerView) -> set[str]:
+    """Chains some image or container mount needs, with all their ancestors."""
+    todo = [i.top_chain for i in view.images.values() if i.top_chain]
+    todo += [m.parent for m in view.mounts.values() if m.parent]
+    seen: set[str] = set()
+    while todo:
+        chain = todo.pop()
+        if chain in seen:
+            continue
+        seen.add(chain)
+        layer = view.layers.get(chain)
+        if layer is not None and layer.parent is not None:
+            todo.append(layer.parent)
+    return seen
+
+
+def _unreferenced(view: DockerView) -> Iterator[Finding]:
+    used = referenced_chains(view)
+    for chain, layer in sorted(view.layers.items()):
+        if chain in used:
+            continue
+        size = _dir_bytes(view, layer.cache_id) if layer.cache_id else 0
+        yield Finding(Kind.UNREFERENCED_LAYER, Severity.WARNING, _layer_path(chain),
+                      message="no image, container or used child layer needs this layer",
+                      id=chain, bytes=size,
+                      detail={"cache_id": layer.cache_id or "", "diff_id": layer.diff_id or ""})
+
+
+def _incomplete(view: DockerView) -> Iterator[Finding]:
+    for name in view.pending:
+        yield Finding(Kind.INCOMPLETE_LAYER, Severity.WARNING, f"{fmt.LAYERDB_TMP_DIR}/{name}",
+                      message="an interrupted layer registration left this behind", id=name)
+
+
+def _overlay_links(view: DockerView) -> Iterator[Finding]:
+    """The shared ``l/``-link checks, when :mod:`crilink.checks.overlaylinks` is present."""
+    yield from ()
+
+
+_CHECKS: tuple[Callable[[DockerView], Iterator[Finding]], ...] = (
+    _overlay_links, _orphan_dirs, _missing_dirs, _dangling_parents, _unreferenced, _incomplete,
+)
+
+
+def check_view(view: DockerView) -> Iterator[Finding]:
+    """Every finding for one data root, check by check."""
+    for check in _CHECKS:
+        yield from check(view)
+
+
+def run(target: str, options: ScanOptions) -> ScanResult:
+    """Scan the Docker data root ``target`` (``options`` has nothing Docker-specific yet)."""
+    view = open_docker(target)
+    findings = list(check_view(view))
+    stats = {"layers": len(view.layers), "mounts": len(view.mounts),
+             "images": len(view.images), "layer_dirs": len(view.layer_dirs)}
+    return ScanResult.of(str(view.root), TargetKind.DOCKER, findings, stats)
