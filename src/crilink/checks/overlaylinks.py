@@ -1,0 +1,356 @@
+"""The overlay drivers' link scheme, read and checked: ``l/`` short links, ``link`` and ``lower``.
+
+Shared by containers-storage's ``overlay`` driver and Docker's ``overlay2``; both lay a driver
+directory out the same way:
+
+- ``<driver>/<id>/diff/``: the layer's content; ``<driver>/<id>/link``: its short name, 26
+  characters of RFC 4648 base32 (``A-Z2-7``), no newline;
+- ``<driver>/<id>/lower``: the layers below, ``l/<short>`` joined by ``:``, nearest parent
+  first (absent for a base layer);
+- ``<driver>/l/<short>``: a symlink whose text is ``../<id>/diff``.
+
+:func:`read_overlay` takes a snapshot (readlink only, never follows a link; ``l`` may be a
+file; names need not be UTF-8: they are ``os.fsdecode`` strings). The checks are pure
+functions of that snapshot plus what the caller's records know (:class:`Expectations`), so the
+Docker adapter passes its own known ids, chains and lower limit. Paths in findings are relative
+to the store root (``overlay/l/ABC``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from crilink.model import Finding, Severity
+
+__all__ = [
+    "CSTORAGE_MAX_LOWERS",
+    "DOCKER_MAX_LOWERS",
+    "SHORT_NAME_ALPHABET",
+    "SHORT_NAME_LEN",
+    "Expectations",
+    "LayerDir",
+    "LinkDirState",
+    "LowerVerdict",
+    "OverlayState",
+    "ShortLink",
+    "check_layer_dirs",
+    "check_links",
+    "link_target",
+    "lower_problems",
+    "lower_text",
+    "owners",
+    "parse_lower",
+    "read_overlay",
+    "resolves_to",
+    "target_layer",
+    "valid_short_name",
+]
+
+SHORT_NAME_LEN = 26
+SHORT_NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # base32, as the drivers' generateID
+LINK_DIR = "l"
+LINK_FILE = "link"
+LOWER_FILE = "lower"
+DIFF_DIR = "diff"
+LOWER_SEP = ":"
+LOWER_PREFIX = LINK_DIR + "/"
+DOCKER_MAX_LOWERS = 128  # moby daemon/graphdriver/overlay2: maxDepth
+CSTORAGE_MAX_LOWERS = 500  # containers/storage drivers/overlay: maxDepth
+# entries of a driver dir that are not layers
+NOT_LAYERS = frozenset({LINK_DIR, "staging", "tempdirs"})
+_TARGET_RE = re.compile(r"\A\.\./([^/]+)/diff/?\Z")
+
+
+class LinkDirState(StrEnum):
+    DIR = "dir"
+    MISSING = "missing"
+    NOT_A_DIR = "not_a_directory"
+
+
+@dataclass(frozen=True, slots=True)
+class LayerDir:
+    """One ``<driver>/<id>/`` dir: ``link``/``lower`` text (``None``: no such file)."""
+
+    id: str
+    link: str | None
+    lower: str | None
+    has_diff: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShortLink:
+    """One ``l/`` entry: ``target`` is the link text, ``None`` when it is not a symlink."""
+
+    name: str
+    target: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayState:
+    """A snapshot of one driver dir. ``driver_dir`` is relative to the store root."""
+
+    driver_dir: str
+    layers: Mapping[str, LayerDir]
+    short_links: Mapping[str, ShortLink]
+    link_dir: LinkDirState = LinkDirState.DIR
+
+    def path(self, *parts: str) -> str:
+        return "/".join((self.driver_dir, *parts))
+
+
+@dataclass(frozen=True, slots=True)
+class Expectations:
+    """What the runtime's records say. ``chains[id]``: the ids below ``id``, nearest first
+    (given for every layer whose parents are known); ``skip``: ids whose links are not
+    checked (incomplete layers, about to be deleted); ``max_lowers``: the driver's limit."""
+
+    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    skip: frozenset[str] = frozenset()
+    max_lowers: int = CSTORAGE_MAX_LOWERS
+
+
+def link_target(layer_id: str) -> str:
+    """The text of a correct ``l/`` symlink for ``layer_id``."""
+    return f"../{layer_id}/{DIFF_DIR}"
+
+
+def lower_text(names: list[str] | tuple[str, ...]) -> str:
+    """A ``lower`` file's content for these short names, nearest parent first."""
+    return LOWER_SEP.join(LOWER_PREFIX + n for n in names)
+
+
+def target_layer(target: str | None) -> str | None:
+    """The layer id an ``l/`` link text names in the ``../<id>/diff`` form, else ``None``."""
+    if target is None:
+        return None
+    m = _TARGET_RE.match(target)
+    return m.group(1) if m and m.group(1) not in ("..", ".") else None
+
+
+def valid_short_name(name: str | None) -> bool:
+    """Usable as an ``l/`` entry name (the drivers mint base32, but accept any plain name)."""
+    if not name or name in (".", ".."):
+        return False
+    return not any(c in name for c in "/:\0\n")
+
+
+def parse_lower(text: str) -> list[str | None]:
+    """The short names of a ``lower`` text; ``None`` for an entry not of the ``l/<name>`` form.
+    Absolute entries (additional image stores) are returned as they are."""
+    out: list[str | None] = []
+    for entry in text.split(LOWER_SEP):
+        if entry.startswith("/"):
+            out.append(entry)
+        elif entry.startswith(LOWER_PREFIX) and valid_short_name(entry[len(LOWER_PREFIX):]):
+            out.append(entry[len(LOWER_PREFIX):])
+        else:
+            out.append(None)
+    return out
+
+
+# ---------------------------------------------------------------- reading
+
+def _read_small(dir_fd: int, name: bytes) -> str | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return ""  # a symlink or unreadable file is no usable link/lower file
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.fsdecode(os.read(fd, 1 << 20))
+    finally:
+        os.close(fd)
+
+
+def _read_layer(driver_fd: int, name: bytes) -> LayerDir:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=driver_fd)
+    try:
+        try:
+            has_diff = stat.S_ISDIR(os.stat(DIFF_DIR, dir_fd=fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            has_diff = False
+        return LayerDir(os.fsdecode(name), _read_small(fd, LINK_FILE.encode()),
+                        _read_small(fd, LOWER_FILE.encode()), has_diff)
+    finally:
+        os.close(fd)
+
+
+def _read_links(driver_fd: int) -> tuple[LinkDirState, dict[str, ShortLink]]:
+    try:
+        fd = os.open(LINK_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=driver_fd)
+    except FileNotFoundError:
+        return LinkDirState.MISSING, {}
+    except (NotADirectoryError, OSError):
+        return LinkDirState.NOT_A_DIR, {}
+    links: dict[str, ShortLink] = {}
+    try:
+        with os.scandir(fd) as it:
+            for entry in it:
+                raw = os.fsencode(entry.name)
+                target = (os.fsdecode(os.readlink(raw, dir_fd=fd))
+                          if entry.is_symlink() else None)
+                links[entry.name] = ShortLink(entry.name, target)
+    finally:
+        os.close(fd)
+    return LinkDirState.DIR, links
+
+
+def read_overlay(store_root: str, driver_dir: str,
+                 progress: Callable[[int], None] | None = None) -> OverlayState:
+    """Snapshot ``store_root/driver_dir`` (layer dirs, link/lower files, ``l/``)."""
+    driver_fd = os.open(Path(store_root) / driver_dir,
+                        os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        state, links = _read_links(driver_fd)
+        layers: dict[str, LayerDir] = {}
+        with os.scandir(driver_fd) as it:
+            for entry in it:
+                if entry.name in NOT_LAYERS or not entry.is_dir(follow_symlinks=False):
+                    continue
+                layers[entry.name] = _read_layer(driver_fd, os.fsencode(entry.name))
+                if progress is not None and len(layers) % 256 == 0:
+                    progress(len(layers))
+    finally:
+        os.close(driver_fd)
+    return OverlayState(driver_dir, layers, links, state)
+
+
+# ---------------------------------------------------------------- checks
+
+def owners(state: OverlayState) -> dict[str, list[str]]:
+    """short name -> ids of the layers whose ``link`` file names it."""
+    out: dict[str, list[str]] = {}
+    for layer in state.layers.values():
+        if valid_short_name(layer.link):
+            assert layer.link is not None  # for mypy: valid_short_name(None) is False
+            out.setdefault(layer.link, []).append(layer.id)
+    return out
+
+
+def resolves_to(state: OverlayState, name: str) -> str | None:
+    """The layer id ``l/<name>`` leads to, when it is a correct link to a layer with diff/."""
+    link = state.short_links.get(name)
+    if link is None or state.link_dir is not LinkDirState.DIR:
+        return None
+    lid = target_layer(link.target)
+    layer = state.layers.get(lid) if lid else None
+    return lid if layer is not None and layer.has_diff else None
+
+
+def _short_link_finding(state: OverlayState, link: ShortLink,
+                        own: Mapping[str, list[str]]) -> Finding | None:
+    path = state.path(LINK_DIR, link.name)
+    named_by = own.get(link.name, [])
+    lid = target_layer(link.target)
+    if link.target is None or lid is None:
+        why = "not_a_symlink" if link.target is None else "not_a_layer_diff"
+        return Finding("wrong_short_link", Severity.ERROR, path, link=link.target,
+                       id=named_by[0] if named_by else None,
+                       message="l/ entry is not a ../<id>/diff symlink",
+                       detail={"reason": why})
+    if named_by and lid not in named_by:
+        return Finding("wrong_short_link", Severity.ERROR, path, link=link.target,
+                       id=named_by[0], message=f"expected {link_target(named_by[0])}",
+                       detail={"reason": "other_layer", "points_at": lid})
+    layer = state.layers.get(lid)
+    if layer is None or not layer.has_diff:
+        return Finding("dangling_short_link", Severity.WARNING, path, link=link.target, id=lid,
+                       message="its layer dir is gone" if layer is None else "no diff/",
+                       detail={"reason": "missing_layer_dir" if layer is None else "missing_diff"})
+    return None
+
+
+def _layer_link_finding(state: OverlayState, layer: LayerDir) -> Finding | None:
+    if not valid_short_name(layer.link):
+        reason = "absent" if layer.link is None else ("empty" if not layer.link else "malformed")
+        return Finding("missing_link_file", Severity.ERROR, state.path(layer.id, LINK_FILE),
+                       id=layer.id, message=f"link file {reason}", detail={"reason": reason})
+    assert layer.link is not None  # for mypy: checked by valid_short_name
+    if layer.link in state.short_links and state.link_dir is LinkDirState.DIR:
+        return None
+    return Finding("missing_short_link", Severity.ERROR, state.path(LINK_DIR, layer.link),
+                   id=layer.id, link=link_target(layer.id),
+                   message="l/ is not a directory" if state.link_dir is LinkDirState.NOT_A_DIR
+                   else "short link gone", detail={"link_dir": str(state.link_dir)})
+
+
+@dataclass(frozen=True, slots=True)
+class LowerVerdict:
+    """Why a ``lower`` file is bad; empty ``reasons`` means it is fine."""
+
+    reasons: tuple[str, ...] = ()
+    unresolved: tuple[str, ...] = ()
+    lowers: int = 0
+
+    def detail(self) -> dict[str, object]:
+        return {"reason": list(self.reasons), "unresolved": list(self.unresolved),
+                "lowers": self.lowers}
+
+
+def lower_problems(state: OverlayState, layer: LayerDir, exp: Expectations) -> LowerVerdict:
+    """Judge ``layer``'s ``lower`` against ``l/`` and, where known, its parent chain."""
+    chain = exp.chains.get(layer.id)
+    if layer.lower is None:
+        return LowerVerdict(("missing",), (), 0) if chain else LowerVerdict()
+    names = parse_lower(layer.lower) if layer.lower else []
+    reasons: list[str] = []
+    if not layer.lower:
+        reasons.append("empty")
+    if any(n is None for n in names):
+        bare = any(e in (LINK_DIR, LOWER_PREFIX) for e in layer.lower.split(LOWER_SEP))
+        reasons.append("bare_l" if bare else "malformed_entry")
+    if len(names) > exp.max_lowers:
+        reasons.append("too_many")
+    rel = [n for n in names if n is not None and not n.startswith("/")]
+    unresolved = tuple(n for n in rel if resolves_to(state, n) is None)
+    if unresolved:
+        reasons.append("unresolved")
+    elif chain is not None and not reasons and [resolves_to(state, n) for n in rel] != list(chain):
+        reasons.append("not_the_parent_chain")
+    return LowerVerdict(tuple(reasons), unresolved, len(names))
+
+
+def check_links(state: OverlayState, exp: Expectations) -> Iterator[Finding]:
+    """Findings about ``l/`` entries, ``link`` files and ``lower`` files."""
+    own = owners(state)
+    for link in sorted(state.short_links.values(), key=lambda s: s.name):
+        finding = _short_link_finding(state, link, own)
+        if finding is not None:
+            yield finding
+    for layer in sorted(state.layers.values(), key=lambda x: x.id):
+        if layer.id in exp.skip or not layer.has_diff:
+            continue
+        finding = _layer_link_finding(state, layer)
+        if finding is not None:
+            yield finding
+        verdict = lower_problems(state, layer, exp)
+        if verdict.reasons:
+            yield Finding("bad_lower", Severity.ERROR, state.path(layer.id, LOWER_FILE),
+                          id=layer.id, message=", ".join(verdict.reasons),
+                          detail=verdict.detail())
+
+
+def check_layer_dirs(state: OverlayState, known: frozenset[str],
+                     size_of: Callable[[str], int | None] | None = None) -> Iterator[Finding]:
+    """``orphan_layer_dir`` (a dir no record knows) and ``missing_layer_dir`` (a record
+    without a dir, or without ``diff/``). ``size_of(store-relative path)`` gives bytes."""
+    for lid in sorted(set(state.layers) - known):
+        path = state.path(lid)
+        yield Finding("orphan_layer_dir", Severity.WARNING, path, id=lid,
+                      bytes=size_of(path) if size_of else None,
+                      message="no layer record knows this dir")
+    for lid in sorted(known):
+        layer = state.layers.get(lid)
+        if layer is None or not layer.has_diff:
+            yield Finding("missing_layer_dir", Severity.ERROR, state.path(lid), id=lid,
+                          message="layer dir gone" if layer is None else "diff/ gone",
+                          detail={"reason": "missing_dir" if layer is None else "missing_diff"})

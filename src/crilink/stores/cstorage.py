@@ -1,0 +1,228 @@
+"""containers-storage (podman, CRI-O, buildah) graph root behind the Store protocol.
+
+Nouns: the *graph root* holds ``overlay-layers/``, ``overlay-images/``,
+``overlay-containers/`` (JSON records) and ``overlay/`` (the overlay driver's dirs, see
+:mod:`crilink.checks.overlaylinks`). The *engine* is whatever process has the store open:
+podman, CRI-O, buildah, skopeo. It is *running* when one of the store's lock files is locked
+(``/proc/locks``) or held open by a process (``/proc/PID/fd``).
+
+Guarantees: read-only; never takes a lock (a held lock is reported, never waited for).
+Errors: a graph root that is unreadable or not a containers-storage root raises InputError;
+malformed JSON raises CorruptInputError naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from crilink.errors import InputError
+from crilink.formats.cstorage import (
+    CONTAINERS_JSON,
+    DEFAULT_STORAGE_CONF,
+    IMAGES_JSON,
+    LAYERS_JSON,
+    LOCK_FILES,
+    Container,
+    Image,
+    Layer,
+    StorageConf,
+    parse_containers,
+    parse_images,
+    parse_layers,
+    parse_storage_conf,
+)
+from crilink.model import TargetKind
+from crilink.stores.base import RuntimeStatus
+
+__all__ = [
+    "CStorageStore",
+    "LockHolder",
+    "find_lock_holders",
+    "graph_root_from_conf",
+    "load_storage_conf",
+]
+
+PROC = "/proc"
+PROC_LOCKS = "/proc/locks"
+RUNTIME_NAME = "podman"
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """A process that locks (``how="lock"``) or holds open (``how="open"``) a lock file."""
+
+    pid: int
+    comm: str
+    path: str
+    how: str
+
+    def describe(self) -> str:
+        verb = "locks" if self.how == "lock" else "holds open"
+        return f"{self.comm} (pid {self.pid}) {verb} {self.path}"
+
+
+def load_storage_conf(path: str = DEFAULT_STORAGE_CONF) -> StorageConf:
+    """storage.conf's ``[storage]`` table; the defaults when the file does not exist."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return StorageConf()
+    except OSError as err:
+        raise InputError(f"read {path}: {err.strerror}") from err
+    return parse_storage_conf(data, path)
+
+
+def graph_root_from_conf(path: str = DEFAULT_STORAGE_CONF) -> str:
+    """The graph root storage.conf names (``/var/lib/containers/storage`` by default)."""
+    return load_storage_conf(path).graph_root
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"{PROC}/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _locked_inodes() -> Iterator[tuple[int, int, int, int]]:
+    """(major, minor, inode, pid) of every lock in /proc/locks (waiters skipped)."""
+    try:
+        text = Path(PROC_LOCKS).read_text()
+    except OSError:
+        return
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->":
+            continue
+        try:
+            pid = int(fields[4])
+            major, minor, ino = fields[5].split(":")
+            yield int(major, 16), int(minor, 16), int(ino), pid
+        except ValueError:
+            continue
+
+
+def _open_fds() -> Iterator[tuple[int, int, int]]:
+    """(pid, st_dev, st_ino) of every file any process holds open (where we may look)."""
+    me = os.getpid()
+    for entry in os.scandir(PROC):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fds = os.listdir(f"{PROC}/{entry.name}/fd")  # noqa: PTH208 - names only, hot loop
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(f"{PROC}/{entry.name}/fd/{fd}")  # noqa: PTH116 - hot loop
+            except OSError:
+                continue
+            yield int(entry.name), st.st_dev, st.st_ino
+
+
+def find_lock_holders(root: Path, lock_files: tuple[str, ...] = LOCK_FILES) -> list[LockHolder]:
+    """Processes that lock or hold open one of ``root``'s lock files (ourselves excepted)."""
+    by_inode: dict[tuple[int, int], str] = {}
+    for rel in lock_files:
+        try:
+            st = (root / rel).stat()
+        except OSError:
+            continue
+        by_inode[(st.st_dev, st.st_ino)] = rel
+    if not by_inode:
+        return []
+    holders: dict[tuple[int, str], LockHolder] = {}
+    me = os.getpid()
+    for major, minor, ino, pid in _locked_inodes():
+        locked = by_inode.get((os.makedev(major, minor), ino))
+        if locked is not None and pid != me:
+            holders[(pid, locked)] = LockHolder(pid, _comm(pid), locked, "lock")
+    for pid, dev, ino in _open_fds():
+        held = by_inode.get((dev, ino))
+        if held is not None and (pid, held) not in holders:
+            holders[(pid, held)] = LockHolder(pid, _comm(pid), held, "open")
+    return sorted(holders.values(), key=lambda h: (h.how != "lock", h.pid, h.path))
+
+
+def _read_json(root: Path, rel: str) -> bytes:
+    try:
+        return (root / rel).read_bytes()
+    except FileNotFoundError:
+        return b""
+    except OSError as err:
+        raise InputError(f"read {root / rel}: {err.strerror} (run as root?)") from err
+
+
+@dataclass(frozen=True, slots=True)
+class CStorageStore:
+    """An opened graph root: its records, as the JSON files hold them right now."""
+
+    root: Path
+    layers: tuple[Layer, ...]
+    images: tuple[Image, ...]
+    containers: tuple[Container, ...]
+
+    @property
+    def kind(self) -> TargetKind:
+        return TargetKind.CONTAINERS_STORAGE
+
+    @property
+    def runtime_name(self) -> str:
+        return RUNTIME_NAME
+
+    @classmethod
+    def open(cls, root: str | Path) -> CStorageStore:
+        """Read the records of the graph root ``root``."""
+        path = Path(root).absolute()
+        if not (path / "overlay-layers").is_dir() and not (path / "overlay-images").is_dir():
+            raise InputError(f"open {path}: not a containers-storage graph root "
+                             "(no overlay-layers/ or overlay-images/)")
+        return cls(path, parse_layers(_read_json(path, LAYERS_JSON), str(path / LAYERS_JSON)),
+                   parse_images(_read_json(path, IMAGES_JSON), str(path / IMAGES_JSON)),
+                   parse_containers(_read_json(path, CONTAINERS_JSON),
+                                    str(path / CONTAINERS_JSON)))
+
+    def lock_holders(self) -> list[LockHolder]:
+        return find_lock_holders(self.root)
+
+    def runtime_status(self) -> RuntimeStatus:
+        holders = self.lock_holders()
+        if not holders:
+            return RuntimeStatus(False)
+        return RuntimeStatus(True, holders[0].pid, tuple(h.describe() for h in holders))
+
+    def layer_map(self) -> dict[str, Layer]:
+        return {layer.id: layer for layer in self.layers}
+
+    def chains(self) -> dict[str, tuple[str, ...]]:
+        """id -> the ids below it, nearest parent first (cut at a missing parent or a cycle)."""
+        by_id = self.layer_map()
+        out: dict[str, tuple[str, ...]] = {}
+        for layer in self.layers:
+            chain: list[str] = []
+            seen = {layer.id}
+            parent = layer.parent
+            while parent is not None and parent not in seen:
+                chain.append(parent)
+                seen.add(parent)
+                rec = by_id.get(parent)
+                parent = rec.parent if rec else None
+            out[layer.id] = tuple(chain)
+        return out
+
+    def live_layers(self) -> set[str]:
+        """Layers an image or container uses, with all their parents."""
+        by_id = self.layer_map()
+        roots = [lid for img in self.images for lid in img.layers]
+        roots += [c.layer for c in self.containers if c.layer]
+        live: set[str] = set()
+        for root in roots:
+            cur: str | None = root
+            while cur is not None and cur not in live:
+                live.add(cur)
+                rec = by_id.get(cur)
+                cur = rec.parent if rec else None
+        return live
