@@ -8,6 +8,8 @@ Kinds (paths relative to the data root; ``id`` is what an operator types next):
 - ``dangling_parent`` (error): a chain or mount whose ``parent`` chain is not in layerdb.
 - ``unreferenced_layer`` (warning): a chain that no image, container mount or used child
   chain needs. ``bytes``: its driver dir's exclusive bytes (hard links counted once).
+- ``missing_image_layer`` (error): an image in imagedb whose top chain is not in layerdb;
+  dockerd drops such an image when it starts.
 - ``incomplete_layer`` (warning): a ``layerdb/tmp/write-set-*`` left by an interrupted
   layer registration (``docker load``/``pull`` killed).
 The shared overlay ``l/`` checks (short links, ``link``, ``lower``) run through
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from crilink.checks import overlaylinks as ol
 from crilink.formats import docker as fmt
 from crilink.model import Finding, ScanResult, Severity, TargetKind
 from crilink.stores.docker import DockerView, open_docker
@@ -29,7 +32,7 @@ from crilink.stores.usage import usage_of
 if TYPE_CHECKING:
     from crilink.scan import ScanOptions
 
-__all__ = ["Kind", "check_view", "referenced_chains", "run"]
+__all__ = ["Kind", "check_view", "expectations", "referenced_chains", "run"]
 
 
 class Kind(StrEnum):
@@ -40,6 +43,7 @@ class Kind(StrEnum):
     DANGLING_PARENT = "dangling_parent"
     UNREFERENCED_LAYER = "unreferenced_layer"
     INCOMPLETE_LAYER = "incomplete_layer"
+    MISSING_IMAGE_LAYER = "missing_image_layer"
 
 
 def _layer_path(chain: str) -> str:
@@ -91,6 +95,16 @@ def _dangling_parents(view: DockerView) -> Iterator[Finding]:
                           id=container, detail={"parent": mount.parent})
 
 
+def _image_chains(view: DockerView) -> Iterator[Finding]:
+    for image_id, image in sorted(view.images.items()):
+        if image.top_chain is not None and image.top_chain not in view.layers:
+            yield Finding(Kind.MISSING_IMAGE_LAYER, Severity.ERROR,
+                          f"{fmt.IMAGEDB_CONTENT_DIR}/{image_id}",
+                          message=f"top layer chain {image.top_chain} is not in layerdb",
+                          id=image_id, digest=fmt.SHA256_PREFIX + image_id,
+                          detail={"chain": image.top_chain, "refs": ", ".join(image.refs)})
+
+
 def referenced_chains(view: DockerView) -> set[str]:
     """Chains some image or container mount needs, with all their ancestors."""
     todo = [i.top_chain for i in view.images.values() if i.top_chain]
@@ -125,13 +139,51 @@ def _incomplete(view: DockerView) -> Iterator[Finding]:
                       message="an interrupted layer registration left this behind", id=name)
 
 
+def _ancestor_dirs(view: DockerView, chain: str | None) -> tuple[str, ...] | None:
+    """Driver dir names of ``chain`` and everything below it, nearest first; ``None`` when a
+    record on the way is missing (then the expected ``lower`` is unknown)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    while chain is not None:
+        layer = view.layers.get(chain)
+        if layer is None or layer.cache_id is None or chain in seen:
+            return None
+        seen.add(chain)
+        out.append(layer.cache_id)
+        chain = layer.parent
+    return tuple(out)
+
+
+def expectations(view: DockerView) -> ol.Expectations:
+    """What the layerdb says each driver dir's ``lower`` must be, for the shared checks."""
+    chains: dict[str, tuple[str, ...]] = {}
+    for layer in view.layers.values():
+        below = _ancestor_dirs(view, layer.parent)
+        if layer.cache_id is not None and below is not None:
+            chains[layer.cache_id] = below
+    for mount in view.mounts.values():
+        below = _ancestor_dirs(view, mount.parent)
+        if below is None:
+            continue
+        if mount.init_id is not None:
+            chains[mount.init_id] = below
+        if mount.mount_id is not None:
+            init = (mount.init_id,) if mount.init_id is not None else ()
+            chains[mount.mount_id] = init + below
+    return ol.Expectations(chains=chains, max_lowers=ol.DOCKER_MAX_LOWERS)
+
+
 def _overlay_links(view: DockerView) -> Iterator[Finding]:
-    """The shared ``l/``-link checks, when :mod:`crilink.checks.overlaylinks` is present."""
-    yield from ()
+    """The shared ``l/``-link checks (:mod:`crilink.checks.overlaylinks`) on ``overlay2/``."""
+    if not (view.root / fmt.DRIVER_DIR).is_dir():
+        return
+    state = ol.read_overlay(str(view.root), fmt.DRIVER_DIR)
+    yield from ol.check_links(state, expectations(view))
 
 
 _CHECKS: tuple[Callable[[DockerView], Iterator[Finding]], ...] = (
-    _overlay_links, _orphan_dirs, _missing_dirs, _dangling_parents, _unreferenced, _incomplete,
+    _overlay_links, _orphan_dirs, _missing_dirs, _dangling_parents, _image_chains, _unreferenced,
+    _incomplete,
 )
 
 
