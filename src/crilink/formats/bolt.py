@@ -106,6 +106,10 @@ class Bucket:
         for flags, start, kend, _, _ in self._entries():
             yield bytes(buf[start:kend]), bool(flags & LEAF_FLAG_BUCKET)
 
+    def __iter__(self) -> Iterator[tuple[bytes, bool]]:
+        """Same as :meth:`keys` (so ``for key, is_bucket in bucket`` reads well)."""
+        return self.keys()
+
     # -- walking ---------------------------------------------------------------------------
 
     def _leaves(self) -> Iterator[Page]:
@@ -195,7 +199,7 @@ class Bucket:
         if root:
             page = pager.page(root, elem)
         else:
-            page = pager.inline(vstart + BUCKET_HEADER.size, vend)
+            page = pager.inline(vstart + BUCKET_HEADER.size, vend, elem)
             if not page.is_leaf:
                 raise pager.corrupt(0, f"at offset {page.offset}: not a leaf page")
         return Bucket(pager, page, sequence, self._depth + 1)

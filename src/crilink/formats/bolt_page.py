@@ -171,7 +171,7 @@ class Page:
 class Pager:
     """Bounds-checked page access over one buffer; remembers who referred to each page."""
 
-    __slots__ = ("_seen", "buf", "meta", "name", "page_size", "size")
+    __slots__ = ("_inline_seen", "_seen", "buf", "meta", "name", "page_size", "size")
 
     def __init__(self, buf: Buffer, size: int, name: str) -> None:
         self.buf = buf
@@ -180,6 +180,7 @@ class Pager:
         self.meta = select_meta(buf, size, name)
         self.page_size = self.meta.page_size
         self._seen: dict[int, tuple[Page, int]] = {}
+        self._inline_seen: dict[int, tuple[Page, int]] = {}
 
     def corrupt(self, pgid: int, what: str) -> CorruptInputError:
         where = f"page {pgid}" if pgid else "inline page"
@@ -198,12 +199,22 @@ class Pager:
             self._seen[covered] = (page, referrer)
         return page
 
-    def inline(self, offset: int, end: int) -> Page:
-        """The inline page of a bucket whose value body spans ``[offset, end)``."""
+    def inline(self, offset: int, end: int, referrer: int) -> Page:
+        """The inline page of a bucket whose value body spans ``[offset, end)``.
+
+        Like a real page, an inline page may be reached from one element only: corrupt
+        elements sharing one value could otherwise nest buckets exponentially.
+        """
+        seen = self._inline_seen.get(offset)
+        if seen is not None and seen[1] != referrer:
+            raise self.corrupt(0, f"at offset {offset}: reached twice (from page "
+                               f"{self._src(seen[1])} and page {self._src(referrer)})")
         if end - offset < PAGE_HEADER_SIZE:
             raise self.corrupt(0, f"at offset {offset}: {end - offset} bytes, too short")
         _, flags, count, _ = PAGE_HEADER.unpack_from(self.buf, offset)
-        return self._checked_page(0, offset, end, flags, count)
+        page = self._checked_page(0, offset, end, flags, count)
+        self._inline_seen[offset] = (page, referrer)
+        return page
 
     def _src(self, referrer: int) -> str:
         return "meta" if referrer == META_REFERRER else str(referrer // self.page_size)
