@@ -1,0 +1,153 @@
+"""Carry out one action on a live tree: a dispatch table from action kind to an fd-relative step.
+
+Each step gets the open root, the action, the ``before`` state observed just now, the final
+``after`` state and a temporary name, and re-checks the part of ``before`` it depends on
+immediately before the change. It returns the bytes it freed (purge) or 0. It raises
+:class:`~crilink.errors.UnsafeTargetError` when the node changed (nothing was done), or
+``OSError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+from crilink.errors import UnsafeTargetError
+from crilink.fix.actions import Action, ActionKind, State, StateType
+from crilink.fix.ops import Root, dir_bytes, observe, open_parent, purge_tree, rename_noreplace
+
+__all__ = ["STEPS", "run_step"]
+
+Step = Callable[[Root, Action, State, State, str], int]
+
+
+def _expect(dir_fd: int, name: str, want: State, path: str, content: bool = False) -> None:
+    now = observe(dir_fd, name, content=content)
+    if not now.same_as(want):
+        raise UnsafeTargetError(f"{path} changed: expected {want.describe()}, "
+                                f"found {now.describe()}")
+
+
+def _text(state: State) -> str:
+    assert state.text is not None  # symlink states always carry text (see actions)
+    return state.text
+
+
+def _replace_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+    with open_parent(root, action.path) as (pfd, name):
+        os.symlink(os.fsencode(_text(after)), tmp, dir_fd=pfd)
+        try:
+            _expect(pfd, name, before, action.path)
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=pfd)
+            raise
+        os.fsync(pfd)
+    return 0
+
+
+def _create_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+    with open_parent(root, action.path) as (pfd, name):
+        try:
+            os.symlink(os.fsencode(_text(after)), name, dir_fd=pfd)
+        except FileExistsError as err:
+            raise UnsafeTargetError(f"{action.path} appeared since the plan") from err
+        os.fsync(pfd)
+    return 0
+
+
+def _remove_entry(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+    with open_parent(root, action.path) as (pfd, name):
+        _expect(pfd, name, before, action.path, content=before.type == StateType.FILE)
+        if before.type == StateType.DIR:
+            os.rmdir(name, dir_fd=pfd)
+        else:
+            os.unlink(name, dir_fd=pfd)
+        os.fsync(pfd)
+    return 0
+
+
+def _write_tmp_file(pfd: int, tmp: str, after: State) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=pfd)
+    try:
+        os.write(fd, after.content())
+        if after.uid is not None and after.gid is not None:
+            os.fchown(fd, after.uid, after.gid)
+        if after.mode is not None:
+            os.fchmod(fd, after.mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+    with open_parent(root, action.path) as (pfd, name):
+        _write_tmp_file(pfd, tmp, after)
+        try:
+            _expect(pfd, name, before, action.path, content=before.type == StateType.FILE)
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=pfd)
+            raise
+        os.fsync(pfd)
+    return 0
+
+
+def _make_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+    with open_parent(root, action.path) as (pfd, name):
+        os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=pfd)
+        try:
+            if after.uid is not None and after.gid is not None:
+                os.fchown(fd, after.uid, after.gid)
+            os.fchmod(fd, after.mode if after.mode is not None else 0o700)
+        finally:
+            os.close(fd)
+        os.fsync(pfd)
+    return 0
+
+
+def _move_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+    assert action.dest is not None  # move_dir always has a dest (see actions.move_dir)
+    with open_parent(root, action.path) as (sfd, sname), \
+            open_parent(root, action.dest) as (dfd, dname):
+        _expect(sfd, sname, before, action.path)
+        try:
+            rename_noreplace(sfd, sname, dfd, dname)
+        except FileExistsError as err:
+            raise UnsafeTargetError(f"{action.dest} exists; not moving {action.path}") from err
+        os.fsync(dfd)
+        os.fsync(sfd)
+    return 0
+
+
+def _purge_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+    with open_parent(root, action.path) as (pfd, name):
+        _expect(pfd, name, before, action.path)
+        freed = dir_bytes(pfd, name)
+        purge_tree(pfd, name)
+        os.fsync(pfd)
+    return freed
+
+
+STEPS: dict[ActionKind, Step] = {
+    ActionKind.REPLACE_SYMLINK: _replace_symlink,
+    ActionKind.CREATE_SYMLINK: _create_symlink,
+    ActionKind.REMOVE_SYMLINK: _remove_entry,
+    ActionKind.WRITE_FILE: _write_file,
+    ActionKind.REMOVE_FILE: _remove_entry,
+    ActionKind.MAKE_DIR: _make_dir,
+    ActionKind.REMOVE_DIR: _remove_entry,
+    ActionKind.MOVE_DIR: _move_dir,
+    ActionKind.PURGE_DIR: _purge_dir,
+}
+
+
+def run_step(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+    """Carry out ``action``; returns bytes freed (purge_dir) or 0."""
+    return STEPS[action.kind](root, action, before, after, tmp)

@@ -1,0 +1,220 @@
+"""The write-ahead journal: JSON lines, each one fsync'd before the change it announces.
+
+Usage (for every command that changes a tree: fix, store repair, gc)::
+
+    from crilink.fix import actions as A
+    from crilink.fix.apply import apply_plan
+    from crilink.fix.journal import default_journal_path
+    from crilink.fix.undo import undo_journal
+
+    plan = [A.replace_symlink("/bin/sh", "/bin/busybox", "busybox"),
+            A.create_symlink("/overlay/l/ABC", "../0123/diff"),
+            A.remove_symlink("/overlay/l/XYZ", "../gone/diff"),
+            A.write_file("/overlay/0123/link", b"ABC", mode=0o644),
+            *A.quarantine("/snapshots/42", stamp),      # make_dir(s) + move_dir
+            A.purge_dir("/.crilink-quarantine/<stamp>/snapshots/42")]
+    result = apply_plan("/var/lib/containers/storage", plan,
+                        journal=default_journal_path("repair"), command="repair")
+    result.ok, result.outcomes, result.journal, result.bytes_freed
+    undo_journal(result.journal)        # reverses done actions, newest first
+
+Paths in actions are in-root paths (``/a/b``) relative to the root given to ``apply_plan``.
+Each action is re-checked against its ``before`` state just before it runs (skipped with a
+reason if the node changed), journaled (intent record, fsync), carried out fd-relatively, then
+re-checked against ``after`` (end record: done / failed). ``apply_plan`` never raises for one
+item; read ``result.ok`` and ``result.outcomes``. A crash leaves every node in its old or new
+state (plus at most one temporary ``.crilink-tmp-*`` name, which undo removes); undo of a
+crashed journal reverts exactly what was done; a rerun of the same plan converges because
+nodes already in their ``after`` state are reported ``already``.
+
+File format (version 1), one JSON object per line, key ``rec``:
+
+- ``header``: ``{"rec": "header", "version": 1, "command", "created", "pid", "argv"}``
+- ``intent``: ``{"rec": "intent", "seq", "root": {"path", "dev", "ino"}, "action": {...},
+  "before": State, "after": State, "tmp": name, "undoes": {"journal", "seq"}?}``
+- ``end``: ``{"rec": "end", "seq", "status", "reason"?, "observed": State?, "bytes"?}``;
+  an item skipped before any change has an ``end`` with ``root`` and ``action`` and no intent.
+
+A torn last line (a crash mid-write) is ignored; any other unreadable line is a JournalError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crilink.errors import JournalError
+from crilink.fix.actions import Action, State
+from crilink.fix.ops import RootRef
+from crilink.fix.result import Status
+
+__all__ = [
+    "JOURNAL_DIR",
+    "JOURNAL_DIR_ENV",
+    "JOURNAL_VERSION",
+    "Journal",
+    "JournalEntry",
+    "JournalLog",
+    "default_journal_path",
+    "read_journal",
+]
+
+JOURNAL_VERSION = 1
+JOURNAL_DIR = "/var/lib/crilink/journal"
+JOURNAL_DIR_ENV = "CRILINK_JOURNAL_DIR"
+
+
+def default_journal_path(command: str, directory: str | None = None) -> Path:
+    """``<dir>/<UTC timestamp>-<command>.jsonl``; dir from ``directory``, $CRILINK_JOURNAL_DIR
+    or /var/lib/crilink/journal. The file is not created here."""
+    base = Path(directory or os.environ.get(JOURNAL_DIR_ENV) or JOURNAL_DIR)
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    return base / f"{stamp}-{command}.jsonl"
+
+
+class Journal:
+    """An open journal file, written append-only; every record is fsync'd."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], command: str) -> Journal:
+        """Create a new journal (never overwrite one) and write its header."""
+        p = Path(path)
+        try:
+            p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
+                         0o600)
+        except FileExistsError as err:
+            raise JournalError(f"create journal {p}: it exists; journals are never "
+                               "overwritten, pick another --journal path") from err
+        except OSError as err:
+            raise JournalError(f"create journal {p}: {err.strerror}") from err
+        _fsync_dir(p.parent)
+        journal = cls(p, fd)
+        journal.write({"rec": "header", "version": JOURNAL_VERSION, "command": command,
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "pid": os.getpid(), "argv": [os.fsdecode(a) for a in sys.argv]})
+        return journal
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
+        data = line.encode("ascii")
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
+        except OSError as err:
+            raise JournalError(f"write journal {self.path}: {err.strerror}; "
+                               "stop and run crilink undo on it") from err
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One action as the journal tells it (intent and end records merged)."""
+
+    seq: int
+    root: RootRef
+    action: Action
+    status: Status
+    before: State | None = None
+    after: State | None = None
+    observed: State | None = None
+    tmp: str = ""
+    reason: str = ""
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JournalLog:
+    path: str
+    command: str
+    entries: tuple[JournalEntry, ...]
+    torn: bool = False
+
+
+def _split_lines(path: str) -> tuple[list[bytes], bool]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise JournalError(f"read journal {path}: {err.strerror}") from err
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: b"" unless the last write was torn
+    return [ln for ln in lines if ln.strip()], bool(tail.strip())
+
+
+def _parse(path: str, lines: list[bytes], torn: bool) -> tuple[list[dict[str, Any]], bool]:
+    records: list[dict[str, Any]] = []
+    for no, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise TypeError("not an object")
+        except (ValueError, TypeError) as err:
+            if no == len(lines) and not torn:
+                return records, True  # a torn last record that happened to end in a newline
+            raise JournalError(f"read journal {path}: line {no} is not a record ({err}); "
+                               "the file is damaged beyond a torn last line") from err
+        records.append(rec)
+    return records, torn
+
+
+def _entry(intent: dict[str, Any] | None, end: dict[str, Any] | None) -> JournalEntry:
+    base = intent or end
+    assert base is not None  # an entry exists only because one of its records was read
+    status = Status(end["status"]) if end else Status.PENDING
+    def state(rec: dict[str, Any] | None, key: str) -> State | None:
+        return State.from_json(rec[key]) if rec and key in rec else None
+    return JournalEntry(
+        seq=int(base["seq"]), root=RootRef.from_json(base["root"]),
+        action=Action.from_json(base["action"]), status=status,
+        before=state(intent, "before"), after=state(intent, "after"),
+        observed=state(end, "observed"), tmp=str((intent or {}).get("tmp", "")),
+        reason=str((end or {}).get("reason", "")), bytes=int((end or {}).get("bytes", 0)))
+
+
+def read_journal(path: str | os.PathLike[str]) -> JournalLog:
+    """Read a journal, tolerating a torn last line. Entries come in ``seq`` order."""
+    spath = os.fspath(path)
+    records, torn = _parse(spath, *_split_lines(spath))
+    if not records or records[0].get("rec") != "header":
+        raise JournalError(f"read journal {spath}: no header; is this a crilink journal?")
+    if records[0].get("version") != JOURNAL_VERSION:
+        raise JournalError(f"read journal {spath}: version {records[0].get('version')} "
+                           f"is not {JOURNAL_VERSION}; use the crilink that wrote it")
+    intents: dict[int, dict[str, Any]] = {}
+    ends: dict[int, dict[str, Any]] = {}
+    try:
+        for rec in records[1:]:
+            target = intents if rec["rec"] == "intent" else ends
+            target[int(rec["seq"])] = rec
+        entries = tuple(_entry(intents.get(s), ends.get(s)) for s in sorted({*intents, *ends}))
+    except (KeyError, ValueError, TypeError) as err:
+        raise JournalError(f"read journal {spath}: malformed record ({err!r})") from err
+    return JournalLog(spath, str(records[0].get("command", "")), entries, torn)
