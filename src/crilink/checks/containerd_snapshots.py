@@ -1,0 +1,148 @@
+"""Snapshot findings: the snapshotter's records, meta.db's snapshots and the dirs, reconciled.
+
+Kinds (bytes only on the finding that owns them, so that totals never count a dir twice):
+``orphan_dir``, ``missing_dir``, ``dangling_parent``, ``ghost_child``, ``backend_unreferenced``,
+``backend_missing`` (a meta.db snapshot whose snapshotter record is gone),
+``unreferenced_snapshot``, ``ownerless_active``, ``extract_leftover``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from crilink.model import Finding, Severity
+from crilink.stores.containerd_index import StoreIndex
+from crilink.stores.containerd_model import BackendSnapshot, SnapshotKind
+
+__all__ = ["EXTRACT_PREFIX", "snapshot_findings"]
+
+EXTRACT_PREFIX = "extract-"  # containerd's unpacker names its temporary active snapshots so
+
+
+def _record_finding(ix: StoreIndex, kind: str, rec: BackendSnapshot, *, sev: Severity, msg: str,
+                    with_bytes: bool = False, **detail: object) -> Finding:
+    d = ix.dir_of(rec)
+    path = d.path if d is not None else ix.dir_path(rec.snapshotter, rec.id)
+    return Finding(kind, sev, path, msg, namespace=rec.namespace, key=rec.key, id=str(rec.id),
+                   bytes=ix.bytes_of(d.path) if with_bytes and d is not None else None,
+                   detail={"snapshotter": rec.snapshotter, "kind": str(rec.kind), **detail})
+
+
+def _orphan_dirs(ix: StoreIndex) -> Iterator[Finding]:
+    for d in ix.state.disk.snapshot_dirs:
+        if d.id is not None and (d.snapshotter, d.id) in ix.backend_by_id:
+            continue
+        what = "temporary dir of an interrupted create" if d.id is None else "no snapshotter record"
+        yield Finding("orphan_dir", Severity.WARNING, d.path,
+                      f"snapshot dir with {what}; containerd will never use or remove it",
+                      id=d.name, bytes=ix.bytes_of(d.path), detail={"snapshotter": d.snapshotter})
+
+
+def _missing_dirs(ix: StoreIndex) -> Iterator[Finding]:
+    broken: dict[tuple[str, str], str] = {}
+    for rec in ix.backend.values():
+        d = ix.dir_of(rec)
+        if d is None or not d.has_fs:
+            broken[(rec.snapshotter, rec.key)] = "dir missing" if d is None else "fs/ missing"
+    for rec in ix.backend.values():
+        reason = broken.get((rec.snapshotter, rec.key)) or _broken_ancestor(ix, rec, broken)
+        if reason:
+            yield _record_finding(ix, "missing_dir", rec, sev=Severity.ERROR,
+                                  msg=f"snapshot cannot be mounted: {reason}", reason=reason)
+
+
+def _broken_ancestor(ix: StoreIndex, rec: BackendSnapshot,
+                     broken: dict[tuple[str, str], str]) -> str | None:
+    seen = {rec.key}
+    parent = ix.backend.get((rec.snapshotter, rec.parent)) if rec.parent else None
+    while parent is not None and parent.key not in seen:
+        if (parent.snapshotter, parent.key) in broken:
+            return f"ancestor {parent.key} (id {parent.id}) has its dir or fs/ missing"
+        seen.add(parent.key)
+        parent = ix.backend.get((parent.snapshotter, parent.parent)) if parent.parent else None
+    return None
+
+
+def _dangling_parents(ix: StoreIndex) -> Iterator[Finding]:
+    for rec in ix.backend.values():
+        if rec.parent and (rec.snapshotter, rec.parent) not in ix.backend:
+            yield _record_finding(ix, "dangling_parent", rec, sev=Severity.ERROR,
+                                  msg=f"parent record {rec.parent} is missing from metadata.db",
+                                  parent=rec.parent, db="metadata.db")
+    for snap in ix.meta_snaps.values():
+        if snap.parent and (snap.namespace, snap.snapshotter, snap.parent) not in ix.meta_snaps:
+            yield Finding("dangling_parent", Severity.ERROR, ix.snapshot_path(snap),
+                          f"parent {snap.parent} is missing from meta.db", namespace=snap.namespace,
+                          key=snap.key, detail={"snapshotter": snap.snapshotter,
+                                                "parent": snap.parent, "db": "meta.db"})
+
+
+def _ghost_children(ix: StoreIndex) -> Iterator[Finding]:
+    for snap in ix.meta_snaps.values():
+        for child in snap.children:
+            if (snap.namespace, snap.snapshotter, child) not in ix.meta_snaps:
+                yield Finding("ghost_child", Severity.WARNING, ix.snapshot_path(snap),
+                              f"children bucket names {child}, which does not exist: "
+                              "containerd refuses to remove this snapshot",
+                              namespace=snap.namespace, key=snap.key,
+                              detail={"snapshotter": snap.snapshotter, "child": child,
+                                      "db": "meta.db"})
+    for ss, entries in ix.state.metadata.parents.items():
+        for e in entries:
+            crec = ix.backend_by_id.get((ss, e.child_id))
+            prec = ix.backend_by_id.get((ss, e.parent_id))
+            if prec is not None and crec is not None and crec.key == e.child_key:
+                continue
+            yield Finding("ghost_child", Severity.WARNING, ix.dir_path(ss, e.parent_id),
+                          f"parents index entry {e.parent_id}->{e.child_id} names a snapshot that "
+                          "does not exist: the snapshotter refuses to remove the parent",
+                          namespace=e.child_key.split("/", 1)[0], key=e.child_key,
+                          id=str(e.parent_id), detail={"snapshotter": ss, "child_id": e.child_id,
+                                                       "db": "metadata.db"})
+
+
+def _backend_side(ix: StoreIndex) -> Iterator[Finding]:
+    for rec in ix.backend.values():
+        if (rec.snapshotter, rec.key) not in ix.meta_by_backend:
+            yield _record_finding(ix, "backend_unreferenced", rec, sev=Severity.WARNING,
+                                  msg="snapshotter record that no namespace of meta.db knows; "
+                                  "containerd's GC removes it only after another removal here",
+                                  with_bytes=True)
+    for snap in ix.meta_snaps.values():
+        if ix.record_of(snap) is None and snap.backend_key:
+            yield Finding("backend_missing", Severity.ERROR, ix.snapshot_path(snap),
+                          f"meta.db snapshot whose snapshotter record {snap.backend_key} is gone",
+                          namespace=snap.namespace, key=snap.key,
+                          detail={"snapshotter": snap.snapshotter, "backend_key": snap.backend_key})
+
+
+def _meta_side(ix: StoreIndex) -> Iterator[Finding]:
+    for snap in ix.meta_snaps.values():
+        rec = ix.record_of(snap)
+        sid = str(rec.id) if rec is not None else None
+        reachable = ix.snapshot_reachable(snap)
+        size = ix.snapshot_bytes(snap)
+        base = {"snapshotter": snap.snapshotter, "kind": str(rec.kind) if rec else "unknown"}
+        path = ix.snapshot_path(snap)
+        if not reachable:
+            yield Finding("unreferenced_snapshot", Severity.WARNING, path,
+                          "no GC root reaches it: containerd's GC deletes it on its next pass",
+                          namespace=snap.namespace, key=snap.key, id=sid, bytes=size, detail=base)
+        active = rec is not None and rec.kind == SnapshotKind.ACTIVE
+        extra = {**base, "dir_bytes": size} if reachable else base
+        owned_bytes = size if reachable else None
+        if active and snap.key.startswith(EXTRACT_PREFIX):
+            yield Finding("extract_leftover", Severity.WARNING, path,
+                          "active snapshot of an interrupted unpack", namespace=snap.namespace,
+                          key=snap.key, id=sid, bytes=owned_bytes, detail=extra)
+        elif active and not ix.owners(snap):
+            yield Finding("ownerless_active", Severity.WARNING, path,
+                          "active snapshot that no container uses", namespace=snap.namespace,
+                          key=snap.key, id=sid, bytes=owned_bytes, detail=extra)
+
+
+def snapshot_findings(ix: StoreIndex) -> Iterator[Finding]:
+    """Every snapshot finding of the store (all namespaces)."""
+    for check in (_orphan_dirs, _missing_dirs, _dangling_parents, _ghost_children,
+                  _backend_side, _meta_side):
+        yield from check(ix)
