@@ -1,0 +1,244 @@
+"""Layer blobs as streams: compression sniffed from magic bytes, digests computed on the way.
+
+A :class:`LayerStream` reads a blob (a bounded binary stream), detects gzip, zstd or plain
+tar from its first bytes (never from the media type alone), and hands out the decompressed
+bytes. While it reads it hashes both the blob as stored (the OCI descriptor digest) and the
+decompressed bytes (the config's ``diff_id``). :meth:`LayerStream.drain` reads the rest so
+that both digests cover every byte.
+
+Limits: decompression output per step is bounded (gzip by ``max_length``, zstd by feeding
+1 KiB at a time, at most 32 MiB out), so a compression bomb costs time, not memory.
+Errors: a truncated or corrupt compressed stream raises :class:`MalformedLayerError` with a
+stable ``reason``; I/O errors of the underlying file raise it too (``reason`` ``read_error``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from enum import StrEnum
+from typing import Protocol
+
+import zstandard
+
+from crilink.errors import CorruptInputError
+
+__all__ = [
+    "Compression",
+    "LayerStream",
+    "MalformedLayerError",
+    "MalformedReason",
+    "sniff_compression",
+]
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+BZIP2_MAGIC = b"BZh"
+SNIFF_BYTES = 6
+RAW_CHUNK = 256 * 1024
+ZSTD_FEED = 1024
+GZIP_MAX_OUT = 1024 * 1024
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer (CRC-32, size) checked by zlib
+
+
+class Compression(StrEnum):
+    GZIP = "gzip"
+    ZSTD = "zstd"
+    NONE = "none"
+    UNKNOWN = "unknown"  # xz, bzip2 ...: not a layer compression runtimes accept
+
+
+class MalformedReason(StrEnum):
+    """Why a layer could not be read whole (``detail.reason`` of ``malformed_layer``)."""
+
+    TRUNCATED = "truncated"
+    MISSING_EOF = "missing_eof"
+    DIGEST_MISMATCH = "digest_mismatch"
+    DIFF_ID_MISMATCH = "diff_id_mismatch"
+    UNKNOWN_COMPRESSION = "unknown_compression"
+    CORRUPT_COMPRESSION = "corrupt_compression"
+    BAD_HEADER = "bad_header"
+    OVERSIZED_HEADER = "oversized_header"
+    MISSING_BLOB = "missing_blob"
+    READ_ERROR = "read_error"
+
+
+class MalformedLayerError(CorruptInputError):
+    """A layer's bytes are unusable from some offset on; ``reason`` says how."""
+
+    def __init__(self, reason: MalformedReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def sniff_compression(head: bytes) -> Compression:
+    """The compression of a blob from its first bytes (at least :data:`SNIFF_BYTES`)."""
+    if head.startswith(GZIP_MAGIC):
+        return Compression.GZIP
+    if head.startswith(ZSTD_MAGIC):
+        return Compression.ZSTD
+    if head.startswith((XZ_MAGIC, BZIP2_MAGIC)):
+        return Compression.UNKNOWN
+    return Compression.NONE
+
+
+class _Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+class _Decoder(Protocol):
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> None: ...
+
+
+class _Plain:
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> None:
+        return None
+
+
+class _Gzip:
+    """Multi-member gzip; trailing zero bytes are tolerated, other trailing bytes are not."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(GZIP_WBITS)
+        self._done = False  # a member ended and only zero bytes followed so far
+
+    def feed(self, data: bytes) -> bytes:
+        if self._done:
+            return self._after_end(data)
+        try:
+            out = self._d.decompress(data, GZIP_MAX_OUT)
+            if self._d.eof:
+                rest = self._d.unused_data
+                self._done = True
+                return out + self._after_end(rest)
+        except zlib.error as err:
+            raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
+                                      f"gzip data corrupt: {err}") from err
+        return out
+
+    def pending(self) -> bytes:
+        return self._d.unconsumed_tail
+
+    def _after_end(self, rest: bytes) -> bytes:
+        if not rest.strip(b"\0"):
+            return b""
+        if not rest.lstrip(b"\0").startswith(GZIP_MAGIC):
+            raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
+                                      "gzip stream followed by bytes that are not gzip")
+        self._d = zlib.decompressobj(GZIP_WBITS)
+        self._done = False
+        return self.feed(rest.lstrip(b"\0"))
+
+    def finish(self) -> None:
+        if not self._done:
+            raise MalformedLayerError(MalformedReason.TRUNCATED,
+                                      "gzip stream ends before its end marker")
+
+
+class _Zstd:
+    def __init__(self) -> None:
+        self._d = zstandard.ZstdDecompressor().decompressobj()
+        self._done = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._done:
+            return self._after_end(data)
+        try:
+            out: bytes = self._d.decompress(data)
+        except zstandard.ZstdError as err:
+            raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
+                                      f"zstd data corrupt: {err}") from err
+        if self._d.eof:
+            self._done = True
+            return out + self._after_end(self._d.unused_data)
+        return out
+
+    def _after_end(self, rest: bytes) -> bytes:
+        if not rest.strip(b"\0"):
+            return b""
+        self._d = zstandard.ZstdDecompressor().decompressobj()
+        self._done = False
+        return self.feed(rest)
+
+    def finish(self) -> None:
+        if not self._done:
+            raise MalformedLayerError(MalformedReason.TRUNCATED,
+                                      "zstd stream ends inside a frame")
+
+
+class LayerStream:
+    """Decompressed bytes of one layer blob, with both digests computed as it goes."""
+
+    def __init__(self, raw: _Readable, algorithm: str = "sha256") -> None:
+        self._raw = raw
+        self.algorithm = algorithm
+        self._blob_hash = hashlib.new(algorithm)
+        self._diff_hash = hashlib.new(algorithm)
+        self.raw_bytes = 0
+        self.size = 0  # decompressed bytes handed out so far
+        head = self._read_raw(SNIFF_BYTES)
+        self.compression = sniff_compression(head)
+        decoders: dict[Compression, type[_Gzip | _Zstd | _Plain]] = {
+            Compression.GZIP: _Gzip, Compression.ZSTD: _Zstd}
+        self._decoder: _Decoder = decoders.get(self.compression, _Plain)()
+        self._buf = memoryview(b"")
+        self._pending = head
+        self._raw_eof = False
+
+    def _read_raw(self, n: int) -> bytes:
+        try:
+            data = self._raw.read(n)
+        except OSError as err:
+            raise MalformedLayerError(MalformedReason.READ_ERROR,
+                                      f"read layer blob: {err.strerror or err}") from err
+        self._blob_hash.update(data)
+        self.raw_bytes += len(data)
+        return data
+
+    def _fill(self) -> bool:
+        """Decode more output into the buffer; False at the end of the blob."""
+        while not self._buf:
+            if isinstance(self._decoder, _Gzip) and self._decoder.pending():
+                out = self._decoder.feed(self._decoder.pending())
+            elif self._pending:
+                step = ZSTD_FEED if self.compression is Compression.ZSTD else len(self._pending)
+                chunk, self._pending = self._pending[:step], self._pending[step:]
+                out = self._decoder.feed(chunk)
+            elif self._raw_eof:
+                self._decoder.finish()
+                return False
+            else:
+                self._pending = self._read_raw(RAW_CHUNK)
+                self._raw_eof = not self._pending
+                continue
+            self._buf = memoryview(out)
+        return True
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` decompressed bytes; ``b""`` only at the end of the blob."""
+        if not self._buf and not self._fill():
+            return b""
+        data = bytes(self._buf[:n])
+        self._buf = self._buf[len(data):]
+        self._diff_hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end so that both digests cover the whole blob."""
+        while self._buf or self._fill():
+            self._diff_hash.update(self._buf)
+            self.size += len(self._buf)
+            self._buf = memoryview(b"")
+
+    def blob_digest(self) -> str:
+        return f"{self.algorithm}:{self._blob_hash.hexdigest()}"
+
+    def diff_digest(self) -> str:
+        return f"{self.algorithm}:{self._diff_hash.hexdigest()}"

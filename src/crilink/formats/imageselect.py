@@ -1,0 +1,147 @@
+"""Choose one image from an index: by reference, then by platform through nested indexes.
+
+Nouns: a *ref* is what the operator types after ``--ref``: a tag (``v2``), the layout's
+``org.opencontainers.image.ref.name`` annotation, or a full name (``docker.io/x/y:v2``,
+matched against ``io.containerd.image.name`` and by its tag). A *platform* is
+``os/arch[/variant]``; without ``--platform`` the host's is used.
+
+Errors: :class:`crilink.errors.InputError` listing what is there, when nothing or more than
+one image fits; :class:`crilink.errors.UsageError` for a malformed ``--platform``.
+"""
+
+from __future__ import annotations
+
+import platform as _host
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from crilink.errors import CorruptInputError, InputError, UsageError
+from crilink.formats.oci import (
+    ANNOTATION_CONTAINERD_NAME,
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    is_index,
+    parse_config,
+    parse_index,
+    parse_manifest,
+)
+
+__all__ = ["HOST_ARCH", "Selected", "host_platform", "parse_platform", "ref_matches",
+           "select_image", "tag_of"]
+
+Loader = Callable[[Descriptor], bytes]
+
+# platform.machine() -> (GOARCH, variant)
+HOST_ARCH: dict[str, tuple[str, str]] = {
+    "x86_64": ("amd64", ""), "amd64": ("amd64", ""),
+    "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
+    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"),
+    "i386": ("386", ""), "i686": ("386", ""),
+    "ppc64le": ("ppc64le", ""), "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
+}
+MAX_NESTING = 8
+UNKNOWN = "unknown"  # attestation manifests carry platform unknown/unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    """The chosen image: its manifest descriptor, manifest and config."""
+
+    descriptor: Descriptor
+    manifest: Manifest
+    config: ImageConfig
+
+
+def host_platform() -> Platform:
+    arch, variant = HOST_ARCH.get(_host.machine().lower(), (_host.machine().lower(), ""))
+    return Platform("linux", arch, variant)
+
+
+def parse_platform(text: str) -> Platform:
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UsageError(f"--platform {text!r}: expected os/arch[/variant], e.g. linux/arm64")
+    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+
+def tag_of(ref: str) -> str:
+    name = ref.rsplit("@", 1)[0]
+    _head, sep, tag = name.rpartition(":")
+    return tag if sep and "/" not in tag else ""
+
+
+def ref_matches(desc: Descriptor, ref: str) -> bool:
+    names = {desc.ref_name, desc.annotations.get(ANNOTATION_CONTAINERD_NAME)} - {None}
+    if ref in names or desc.digest == ref:
+        return True
+    tag = tag_of(ref)
+    return bool(tag) and (tag in names or any(tag_of(n or "") == ref for n in names))
+
+
+def _label(desc: Descriptor) -> str:
+    name = desc.ref_name or desc.annotations.get(ANNOTATION_CONTAINERD_NAME)
+    return name or (str(desc.platform) if desc.platform else desc.digest[:19])
+
+
+def _platform_fits(have: Platform | None, want: Platform) -> bool:
+    if have is None:
+        return False
+    if (have.os, have.architecture) != (want.os, want.architecture):
+        return False
+    return not want.variant or not have.variant or have.variant == want.variant
+
+
+def _pick_platform(cands: Sequence[Descriptor], want: Platform, what: str) -> Descriptor:
+    fits = [d for d in cands if _platform_fits(d.platform, want)]
+    exact = [d for d in fits if d.platform is not None and d.platform.variant == want.variant]
+    if exact or fits:
+        return (exact or fits)[0]
+    have = sorted({str(d.platform) for d in cands if d.platform is not None
+                   and d.platform.os != UNKNOWN})
+    raise InputError(f"{what}: no image for platform {want}; available: "
+                     f"{', '.join(have) or 'none'} (choose one with --platform)")
+
+
+def _choose(cands: Sequence[Descriptor], want: Platform, what: str) -> Descriptor:
+    unique = list({d.digest: d for d in cands}.values())
+    if len(unique) == 1:
+        return unique[0]
+    if unique and all(d.platform is not None for d in unique):
+        return _pick_platform(unique, want, what)
+    labels = sorted({_label(d) for d in cands})
+    raise InputError(f"{what}: holds {len(unique)} images; choose one with --ref: "
+                     f"{', '.join(labels)}")
+
+
+def select_image(index: Index, load: Loader, what: str, ref: str | None = None,
+                 platform: Platform | None = None) -> Selected:
+    """The one image of ``index`` that ``ref`` and ``platform`` (default: host) name."""
+    want = platform or host_platform()
+    cands = list(index.manifests)
+    if not cands:
+        raise InputError(f"{what}: the index lists no image")
+    if ref is not None:
+        cands = [d for d in cands if ref_matches(d, ref)]
+        if not cands:
+            labels = sorted({_label(d) for d in index.manifests})
+            raise InputError(f"{what}: no image {ref!r}; available: {', '.join(labels)}")
+    desc = _choose(cands, want, what)
+    for _ in range(MAX_NESTING):
+        if not is_index(desc):
+            return _load_image(desc, load)
+        nested = parse_index(load(desc), f"index {desc.digest}")
+        inner = [d for d in nested.manifests
+                 if d.platform is None or d.platform.os != UNKNOWN]
+        if not inner:
+            raise InputError(f"{what}: index {desc.digest} lists no image")
+        desc = _choose(inner, want, what)
+    raise CorruptInputError(f"{what}: indexes nested more than {MAX_NESTING} deep")
+
+
+def _load_image(desc: Descriptor, load: Loader) -> Selected:
+    manifest = parse_manifest(load(desc), f"manifest {desc.digest}")
+    config = parse_config(load(manifest.config), f"config {manifest.config.digest}")
+    return Selected(desc, manifest, config)

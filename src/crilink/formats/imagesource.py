@@ -1,0 +1,128 @@
+"""Open an image (OCI layout, oci-archive, docker-archive) as a plan: which layer files to read,
+in order, and which digests they must have.
+
+Guarantees: only small documents (index, manifests, configs, ``manifest.json``) are read here;
+layer blobs are opened later, one at a time, from :attr:`ImagePlan.source`.
+Errors: :class:`crilink.errors.InputError` when the image to scan cannot be chosen (with the
+refs or platforms available), :class:`crilink.errors.CorruptInputError` when a document is
+missing or damaged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crilink.errors import CorruptInputError, InputError
+from crilink.formats.archive import (
+    DOCKER_MANIFEST,
+    ArchiveSource,
+    DockerImage,
+    parse_docker_manifest,
+    sniff_archive,
+)
+from crilink.formats.imageselect import Selected, parse_platform, select_image, tag_of
+from crilink.formats.oci import (
+    INDEX_FILE,
+    Descriptor,
+    blob_path,
+    check_digest,
+    parse_config,
+    parse_index,
+)
+from crilink.formats.source import BlobSource, DirSource
+from crilink.model import TargetKind
+
+__all__ = ["ImagePlan", "LayerRef", "open_image"]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRef:
+    """One layer to read: ``name`` in the source; ``digest`` as findings report it (the OCI
+    descriptor digest, or the ``diff_id`` for docker-archive); what its bytes must hash to."""
+
+    index: int
+    name: str
+    digest: str
+    blob_digest: str | None
+    diff_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePlan:
+    source: BlobSource
+    kind: TargetKind
+    image: str  # the chosen ref / tag / manifest digest, for messages
+    layers: tuple[LayerRef, ...]
+
+
+def open_image(target: str, kind: TargetKind, ref: str | None = None,
+               platform: str | None = None) -> ImagePlan:
+    """The plan for ``target`` of ``kind``; the caller closes ``plan.source``."""
+    if kind is TargetKind.OCI_LAYOUT:
+        return _oci_plan(DirSource(target), kind, target, ref, platform)
+    if kind not in (TargetKind.OCI_ARCHIVE, TargetKind.DOCKER_ARCHIVE):
+        raise InputError(f"scan {target}: {kind} is not an image")
+    source = ArchiveSource(target)
+    try:
+        if sniff_archive(target) is TargetKind.OCI_ARCHIVE:
+            return _oci_plan(source, TargetKind.OCI_ARCHIVE, target, ref, platform)
+        return _docker_plan(source, target, ref)
+    except BaseException:
+        source.close()
+        raise
+
+
+def _oci_plan(source: BlobSource, kind: TargetKind, target: str, ref: str | None,
+              platform: str | None) -> ImagePlan:
+    index = parse_index(source.read_small(INDEX_FILE, f"{target} {INDEX_FILE}"),
+                        f"{target} {INDEX_FILE}")
+
+    def load(desc: Descriptor) -> bytes:
+        return source.read_small(blob_path(desc.digest), f"blob {desc.digest}")
+
+    want = parse_platform(platform) if platform else None
+    chosen = select_image(index, load, target, ref, want)
+    return ImagePlan(source, kind, ref or chosen.descriptor.digest, _oci_layers(chosen))
+
+
+def _oci_layers(chosen: Selected) -> tuple[LayerRef, ...]:
+    layers = chosen.manifest.layers
+    diff_ids = chosen.config.diff_ids
+    if len(diff_ids) != len(layers):
+        raise CorruptInputError(f"read manifest {chosen.descriptor.digest}: {len(layers)} "
+                                f"layers but the config lists {len(diff_ids)} diff_ids")
+    return tuple(LayerRef(i, blob_path(d.digest), d.digest, d.digest, diff_ids[i])
+                 for i, d in enumerate(layers))
+
+
+def _pick_docker(images: tuple[DockerImage, ...], target: str, ref: str | None) -> DockerImage:
+    if ref is None:
+        if len(images) == 1:
+            return images[0]
+        tags = sorted({t for img in images for t in img.repo_tags} or {img.config
+                                                                       for img in images})
+        raise InputError(f"{target}: holds {len(images)} images; choose one with --ref: "
+                         f"{', '.join(tags)}")
+    fits = [img for img in images
+            if ref in img.repo_tags or any(tag_of(t) == ref for t in img.repo_tags)]
+    if len(fits) != 1:
+        tags = sorted({t for img in images for t in img.repo_tags})
+        what = "no image" if not fits else "several images"
+        raise InputError(f"{target}: {what} {ref!r}; available: {', '.join(tags) or 'none'}")
+    return fits[0]
+
+
+def _docker_plan(source: ArchiveSource, target: str, ref: str | None) -> ImagePlan:
+    what = f"{target} {DOCKER_MANIFEST}"
+    image = _pick_docker(parse_docker_manifest(source.read_small(DOCKER_MANIFEST, what), what),
+                         target, ref)
+    config = parse_config(source.read_small(image.config, f"config {image.config}"),
+                          f"config {image.config}")
+    if len(config.diff_ids) != len(image.layers):
+        raise CorruptInputError(f"read {what}: {len(image.layers)} layers but the config "
+                                f"lists {len(config.diff_ids)} diff_ids")
+    layers = tuple(LayerRef(i, name, check_digest(diff_id, what), None, diff_id)
+                   for i, (name, diff_id) in enumerate(zip(image.layers, config.diff_ids,
+                                                           strict=True)))
+    label = ref or (image.repo_tags[0] if image.repo_tags else image.config)
+    return ImagePlan(source, TargetKind.DOCKER_ARCHIVE, label, layers)
