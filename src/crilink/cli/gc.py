@@ -1,0 +1,145 @@
+"""``crilink gc [ROOT]``: what a store could give back, with bytes; ``--apply`` reclaims it.
+
+Each store kind plugs in one function in :data:`GC_RUNNERS` (``"module:function"``, called
+as ``function(request) -> exit code``); the command detects the kind and dispatches.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from crilink.cli.common import output_option, stderr_console, stdout_console
+from crilink.errors import UsageError
+from crilink.model import TargetKind
+from crilink.report import SCHEMA_VERSION, print_json
+from crilink.scan import detect_target
+
+__all__ = ["GC_RUNNERS", "GcRequest", "command"]
+
+
+@dataclass(frozen=True, slots=True)
+class GcRequest:
+    """What the operator asked for; a runner ignores what does not apply to its kind."""
+
+    root: str
+    apply: bool
+    yes: bool
+    address: str | None
+    now: datetime
+    output: str
+    journal_dir: str | None
+
+
+# kind -> "module:function"; function(GcRequest) -> exit code. Add a kind with one line.
+GC_RUNNERS: dict[TargetKind, str] = {
+    TargetKind.CONTAINERD: "crilink.cli.gc:gc_containerd",
+}
+
+
+def _runner(kind: TargetKind) -> Callable[[GcRequest], int]:
+    spec = GC_RUNNERS.get(kind)
+    if spec is None:
+        raise UsageError(f"gc: no garbage collection for {kind} stores")
+    module, func = spec.split(":")
+    fn: Callable[[GcRequest], int] = getattr(importlib.import_module(module), func)
+    return fn
+
+
+# --- containerd
+
+
+def _item_json(item: Any, address: str | None) -> dict[str, Any]:
+    from crilink.fix.gc_containerd import shell  # noqa: PLC0415 - lazy: only for containerd
+
+    return {"kind": item.kind, "path": item.path, "bytes": item.bytes,
+            "namespace": item.namespace, "key": item.key or item.finding.digest,
+            "offline": item.offline, "commands": [shell(c, address) for c in item.commands]}
+
+
+def _print_plan(plan: Any, req: GcRequest) -> None:
+    from crilink.fix.gc_containerd import manual_commands  # noqa: PLC0415 - lazy
+
+    out = stdout_console()
+    state = "running" if plan.running else "stopped"
+    out.print(f"containerd root {plan.root} (containerd {state}): {len(plan.items)} items, "
+              f"{plan.total_bytes:,} bytes reclaimable")
+    for item in plan.items:
+        ident = item.key or item.finding.digest or ""
+        how = "crilink (quarantine + purge)" if item.offline else "ctr / containerd GC"
+        out.print(f"  {item.kind:<22} {item.bytes:>12,}  {item.namespace or '-':<10} "
+                  f"{ident}  [{how}]  {item.path}", soft_wrap=True)
+    cmds = list(manual_commands(plan))
+    if cmds:
+        out.print("# with containerd running, these reclaim the rest:")
+        for c in cmds:
+            out.print(c, soft_wrap=True, markup=False, highlight=False)
+
+
+def gc_containerd(req: GcRequest) -> int:
+    from crilink.fix import gc_containerd as gc  # noqa: PLC0415 - lazy: keeps startup fast
+    from crilink.fix.journal import default_journal_path  # noqa: PLC0415
+
+    _, plan = gc.plan_gc(req.root, req.now, req.address)
+    if req.output == "json" and not req.apply:
+        print_json({"schema": SCHEMA_VERSION, "target": req.root, "running": plan.running,
+                    "bytes": plan.total_bytes,
+                    "items": [_item_json(i, plan.address) for i in plan.items],
+                    "commands": list(gc.manual_commands(plan))}, sys.stdout)
+        return 0
+    _print_plan(plan, req)
+    if not req.apply or not plan.items:
+        return 0
+    if not req.yes and sys.stdin.isatty():
+        click.confirm("apply this plan?", abort=True)
+    if plan.running:
+        results = gc.apply_running(plan, req.now)
+    else:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        journal = str(default_journal_path("gc", req.journal_dir))
+        results = gc.apply_stopped(plan, req.now, journal, stamp)
+        stderr_console().print(f"journal: {journal}")
+    err = stderr_console()
+    for r in results:
+        err.print(f"{r.status:<8} {r.item.kind} {r.item.key or r.item.path} {r.reason}",
+                  markup=False)
+    return 0 if all(r.status != "failed" for r in results) else 5
+
+
+@click.command("gc")
+@click.argument("root", required=False)
+@click.option("--apply", is_flag=True, help="reclaim (default: only print the plan)")
+@click.option("-y", "--yes", is_flag=True, help="do not ask before applying")
+@click.option("-a", "--address", help="containerd socket (default: from config.toml)")
+@click.option("--as-of", "as_of", help="judge lease and ingest expiry at this RFC 3339 time "
+              "(default: now)")
+@click.option("--journal-dir", help="where --apply writes its journal")
+@output_option
+def command(*, root: str | None, apply: bool, yes: bool, address: str | None, as_of: str | None,
+            journal_dir: str | None, output: str) -> None:
+    """Plan (and with --apply, carry out) reclaiming space in a store.
+
+    containerd running: acts only through ctr, leaf first. Stopped: removes only what
+    containerd does not know (orphan dirs), journaled (crilink undo); the rest is printed as
+    ctr commands. No BoltDB is ever written.
+    """
+    now = datetime.now(UTC)
+    if as_of:
+        try:
+            now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError as err:
+            raise UsageError(f"gc: --as-of {as_of!r} is not an RFC 3339 time") from err
+    if root is None:
+        from crilink.stores.containerd import find_containerd  # noqa: PLC0415 - lazy
+
+        loc = find_containerd()
+        root, address = str(loc.root), address or loc.address
+    req = GcRequest(root, apply, yes, address, now, output, journal_dir)
+    sys.exit(_runner(detect_target(root))(req))
