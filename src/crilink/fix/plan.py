@@ -1,0 +1,126 @@
+"""``crilink fix DIR``: plan absolute <-> relative link rewrites of a root filesystem, apply them
+through the journal, and verify the result.
+
+Planning only reads (a fd-based walk and in-root resolution over :class:`DirVFS`). Links that
+dangle or loop are left as they are and listed with the reason; so is a link whose new text
+would reach another node. A temporary ``.crilink-tmp-*`` link a crashed run left is removed,
+so that a rerun converges.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from crilink.errors import InputError
+from crilink.fix import actions as A
+from crilink.fix.apply import Hook, apply_plan
+from crilink.fix.links import Direction, LinkPlanItem, Verdict, plan_link
+from crilink.fix.result import ApplyResult
+from crilink.fix.walk import iter_symlinks
+from crilink.pathres import DirVFS, Resolver
+
+__all__ = ["JOURNAL_COMMAND", "FixPlan", "apply_fix", "plan_fix", "plan_items", "verify_fix"]
+
+JOURNAL_COMMAND = "fix"
+
+
+@dataclass(frozen=True, slots=True)
+class FixPlan:
+    """Every link the plan looked at under ``target``, rewrites first."""
+
+    target: str
+    direction: Direction
+    items: tuple[LinkPlanItem, ...]
+
+    def actions(self) -> list[A.Action]:
+        """The journal actions: one per ``rewrite`` and ``stale_temp`` item."""
+        out = []
+        for item in self.items:
+            if item.verdict == Verdict.REWRITE and item.new is not None:
+                out.append(A.replace_symlink(item.path, item.old, item.new, reason=str(
+                    self.direction)))
+            elif item.verdict == Verdict.STALE_TEMP:
+                out.append(A.remove_symlink(item.path, item.old, reason=item.reason))
+        return out
+
+    def counts(self) -> dict[str, int]:
+        by = Counter(str(i.verdict) for i in self.items)
+        return {str(v): by.get(str(v), 0) for v in Verdict}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"direction": str(self.direction), "counts": self.counts(),
+                "items": [i.to_json() for i in self.items]}
+
+
+def plan_items(resolver: Resolver, links: Iterable[tuple[str, str]],
+               direction: Direction) -> list[LinkPlanItem]:
+    """Plan items for (in-root path, link text) pairs, in the order given."""
+    items = []
+    for path, text in links:
+        if posixpath.basename(path).startswith(A.TMP_PREFIX):
+            items.append(LinkPlanItem(path, text, Verdict.STALE_TEMP,
+                                      reason="temporary link left by an interrupted run"))
+            continue
+        item = plan_link(resolver, path, text, direction)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _open_dir(target: str) -> int:
+    try:
+        return os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError as err:
+        raise InputError(f"fix {target}: no such directory") from err
+    except NotADirectoryError as err:
+        raise InputError(f"fix {target}: not a directory (fix works on root filesystem "
+                         "directories)") from err
+    except OSError as err:
+        raise InputError(f"fix {target}: {err.strerror} (run as root?)") from err
+
+
+def plan_fix(target: str, direction: Direction = Direction.TO_RELATIVE,
+             one_filesystem: bool = True) -> FixPlan:
+    """Plan the rewrites for the root filesystem at ``target`` (reads only)."""
+    fd = _open_dir(target)
+    try:
+        with DirVFS.from_fd(fd, target) as vfs:
+            items = plan_items(Resolver(vfs), iter_symlinks(fd, one_filesystem), direction)
+    except OSError as err:
+        raise InputError(f"fix {target}: walk: {err.strerror} ({err.filename})") from err
+    finally:
+        os.close(fd)
+    items.sort(key=lambda i: (i.verdict != Verdict.REWRITE, i.path))
+    return FixPlan(target, direction, tuple(items))
+
+
+def apply_fix(plan: FixPlan, journal: str | os.PathLike[str],
+              hook: Hook | None = None) -> ApplyResult:
+    """Apply ``plan`` through a new journal at ``journal``."""
+    return apply_plan(plan.target, plan.actions(), journal, JOURNAL_COMMAND, hook=hook)
+
+
+def verify_fix(plan: FixPlan) -> list[str]:
+    """After apply: the rewritten links that do not reach their planned node (should be none)."""
+    fd = _open_dir(plan.target)
+    problems = []
+    try:
+        with DirVFS.from_fd(fd, plan.target) as vfs:
+            resolver = Resolver(vfs)
+            for item in plan.items:
+                if item.verdict != Verdict.REWRITE:
+                    continue
+                text = vfs.readlink(item.path)
+                res = resolver.follow(item.path, text)
+                got = (res.node.dev, res.node.ino) if res.ok and res.node else None
+                if got != item.node:
+                    problems.append(f"{item.path} -> {text} reaches {res.resolved}, "
+                                    "not the node planned")
+    finally:
+        os.close(fd)
+    return problems
