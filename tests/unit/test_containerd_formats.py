@@ -1,0 +1,79 @@
+"""Exact decoding of Go's varints and binary times, and of the parents-index keys."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crilink.errors import CorruptInputError
+from crilink.formats.containerd import parse_parent_key
+from crilink.formats.gobinary import go_time, uvarint, varint
+
+UNIX_TO_GO = 62135596800
+
+
+def put_uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_uvarint_roundtrip(n: int) -> None:
+    assert uvarint(put_uvarint(n) + b"tail") == (n, len(put_uvarint(n)))
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_varint_zigzag_roundtrip(n: int) -> None:
+    zz = (n << 1) ^ (n >> 63)
+    assert varint(put_uvarint(zz & (2**64 - 1)))[0] == n
+
+
+def test_known_values_from_real_meta_db() -> None:
+    assert varint(b"\x84\t") == (578, 2)  # content size 578 B (ctr content ls)
+    assert varint(b"\x80\x88\x85\x02")[0] == 2138624
+    assert uvarint(b"\x05") == (5, 1)
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x80", b"\xff" * 11])
+def test_uvarint_rejects_malformed(bad: bytes) -> None:
+    with pytest.raises(CorruptInputError):
+        uvarint(bad)
+
+
+def test_go_time_v1_utc_from_real_lease() -> None:
+    t = go_time(b"\x01\x00\x00\x00\x0e\xe2\xa3\xc1U\x08m_\xec\xff\xff")
+    assert t.tzinfo is UTC
+    assert t.replace(microsecond=0) == datetime(2026, 12, 3, 20, 0, 21, tzinfo=UTC)
+
+
+def test_go_time_v1_and_v2_offsets() -> None:
+    sec = UNIX_TO_GO + 1_700_000_000
+    v1 = b"\x01" + struct.pack(">qih", sec, 123_456_789, 60)
+    t1 = go_time(v1)
+    assert t1.utcoffset() == timedelta(hours=1)
+    assert t1.timestamp() == pytest.approx(1_700_000_000.123456)
+    v2 = b"\x02" + struct.pack(">qih", sec, 0, 60) + b"\x1e"
+    assert go_time(v2).utcoffset() == timedelta(hours=1, seconds=30)
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x03" + b"\0" * 14, b"\x01" + b"\0" * 10,
+                                 b"\x01" + struct.pack(">qih", 0, 2_000_000_000, -1)])
+def test_go_time_rejects_malformed(bad: bytes) -> None:
+    with pytest.raises(CorruptInputError):
+        go_time(bad)
+
+
+def test_parent_key() -> None:
+    assert parse_parent_key(b"\x02\x00\x08") == (2, 8)
+    assert parse_parent_key(put_uvarint(300) + b"\x00" + put_uvarint(70000)) == (300, 70000)
+    for bad in (b"\x02\x01\x08", b"\x02", b"\x02\x00\x08\x00"):
+        with pytest.raises(CorruptInputError):
+            parse_parent_key(bad)
