@@ -90,6 +90,10 @@ class _Readable(Protocol):
 class _Decoder(Protocol):
     def feed(self, data: bytes) -> bytes: ...
 
+    def take_pending(self) -> bytes:
+        """Input the decoder holds back (to bound output, or after a stream's end)."""
+        ...
+
     def finish(self) -> None: ...
 
 
@@ -97,79 +101,97 @@ class _Plain:
     def feed(self, data: bytes) -> bytes:
         return data
 
+    def take_pending(self) -> bytes:
+        return b""
+
     def finish(self) -> None:
         return None
 
 
-class _Gzip:
-    """Multi-member gzip; trailing zero bytes are tolerated, other trailing bytes are not."""
+class _Framed:
+    """Concatenated gzip members or zstd frames; trailing zero bytes are tolerated.
+
+    Output of a call is handed out before anything after a stream's end is looked at, so
+    trailing garbage is reported only once every byte before it was read.
+    """
+
+    kind = "compressed"
+    magic = b""
 
     def __init__(self) -> None:
-        self._d = zlib.decompressobj(GZIP_WBITS)
-        self._done = False  # a member ended and only zero bytes followed so far
+        self._done = False  # a member ended; what follows is in _tail or still to come
+        self._tail = b""
+        self._new()
+
+    def _new(self) -> None:
+        raise NotImplementedError
+
+    def _step(self, data: bytes) -> tuple[bytes, bool, bytes]:
+        """Decode ``data``: (output, member ended, bytes after its end)."""
+        raise NotImplementedError
 
     def feed(self, data: bytes) -> bytes:
         if self._done:
-            return self._after_end(data)
-        try:
-            out = self._d.decompress(data, GZIP_MAX_OUT)
-            if self._d.eof:
-                rest = self._d.unused_data
-                self._done = True
-                return out + self._after_end(rest)
-        except zlib.error as err:
-            raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
-                                      f"gzip data corrupt: {err}") from err
+            rest = data.lstrip(b"\0")
+            if not rest:
+                return b""
+            if self.magic and not rest.startswith(self.magic):
+                raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
+                                          f"{self.kind} stream followed by other bytes")
+            self._new()
+            self._done = False
+            data = rest
+        out, ended, after = self._step(data)
+        if ended:
+            self._done, self._tail = True, after
         return out
 
-    def pending(self) -> bytes:
-        return self._d.unconsumed_tail
-
-    def _after_end(self, rest: bytes) -> bytes:
-        if not rest.strip(b"\0"):
-            return b""
-        if not rest.lstrip(b"\0").startswith(GZIP_MAGIC):
-            raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
-                                      "gzip stream followed by bytes that are not gzip")
-        self._d = zlib.decompressobj(GZIP_WBITS)
-        self._done = False
-        return self.feed(rest.lstrip(b"\0"))
+    def take_pending(self) -> bytes:
+        tail, self._tail = self._tail, b""
+        return tail
 
     def finish(self) -> None:
         if not self._done:
             raise MalformedLayerError(MalformedReason.TRUNCATED,
-                                      "gzip stream ends before its end marker")
+                                      f"{self.kind} stream ends before its end marker")
 
 
-class _Zstd:
-    def __init__(self) -> None:
+class _Gzip(_Framed):
+    kind, magic = "gzip", GZIP_MAGIC
+
+    def _new(self) -> None:
+        self._d = zlib.decompressobj(GZIP_WBITS)
+
+    def _step(self, data: bytes) -> tuple[bytes, bool, bytes]:
+        try:
+            out = self._d.decompress(data, GZIP_MAX_OUT)
+        except zlib.error as err:
+            raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
+                                      f"gzip data corrupt: {err}") from err
+        if self._d.eof:
+            return out, True, self._d.unused_data
+        return out, False, b""
+
+    def take_pending(self) -> bytes:
+        held = b"" if self._done else self._d.unconsumed_tail
+        return held or super().take_pending()
+
+
+class _Zstd(_Framed):
+    kind, magic = "zstd", ZSTD_MAGIC
+
+    def _new(self) -> None:
         self._d = zstandard.ZstdDecompressor().decompressobj()
-        self._done = False
 
-    def feed(self, data: bytes) -> bytes:
-        if self._done:
-            return self._after_end(data)
+    def _step(self, data: bytes) -> tuple[bytes, bool, bytes]:
         try:
             out: bytes = self._d.decompress(data)
         except zstandard.ZstdError as err:
             raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
                                       f"zstd data corrupt: {err}") from err
         if self._d.eof:
-            self._done = True
-            return out + self._after_end(self._d.unused_data)
-        return out
-
-    def _after_end(self, rest: bytes) -> bytes:
-        if not rest.strip(b"\0"):
-            return b""
-        self._d = zstandard.ZstdDecompressor().decompressobj()
-        self._done = False
-        return self.feed(rest)
-
-    def finish(self) -> None:
-        if not self._done:
-            raise MalformedLayerError(MalformedReason.TRUNCATED,
-                                      "zstd stream ends inside a frame")
+            return out, True, self._d.unused_data
+        return out, False, b""
 
 
 class LayerStream:
@@ -204,8 +226,9 @@ class LayerStream:
     def _fill(self) -> bool:
         """Decode more output into the buffer; False at the end of the blob."""
         while not self._buf:
-            if isinstance(self._decoder, _Gzip) and self._decoder.pending():
-                out = self._decoder.feed(self._decoder.pending())
+            held = self._decoder.take_pending()
+            if held:
+                out = self._decoder.feed(held)
             elif self._pending:
                 step = ZSTD_FEED if self.compression is Compression.ZSTD else len(self._pending)
                 chunk, self._pending = self._pending[:step], self._pending[step:]
