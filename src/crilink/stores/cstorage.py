@@ -45,6 +45,7 @@ __all__ = [
     "load_storage_conf",
 ]
 
+STORAGE_CONF_ENV = "CONTAINERS_STORAGE_CONF"
 PROC = "/proc"
 PROC_LOCKS = "/proc/locks"
 RUNTIME_NAME = "podman"
@@ -64,8 +65,10 @@ class LockHolder:
         return f"{self.comm} (pid {self.pid}) {verb} {self.path}"
 
 
-def load_storage_conf(path: str = DEFAULT_STORAGE_CONF) -> StorageConf:
-    """storage.conf's ``[storage]`` table; the defaults when the file does not exist."""
+def load_storage_conf(path: str | None = None) -> StorageConf:
+    """storage.conf's ``[storage]`` table (``path``, else ``$CONTAINERS_STORAGE_CONF`` as
+    podman reads it, else /etc/containers/storage.conf); the defaults when there is none."""
+    path = path or os.environ.get(STORAGE_CONF_ENV) or DEFAULT_STORAGE_CONF
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -75,7 +78,7 @@ def load_storage_conf(path: str = DEFAULT_STORAGE_CONF) -> StorageConf:
     return parse_storage_conf(data, path)
 
 
-def graph_root_from_conf(path: str = DEFAULT_STORAGE_CONF) -> str:
+def graph_root_from_conf(path: str | None = None) -> str:
     """The graph root storage.conf names (``/var/lib/containers/storage`` by default)."""
     return load_storage_conf(path).graph_root
 

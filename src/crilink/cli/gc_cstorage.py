@@ -1,0 +1,61 @@
+"""The containers-storage runner of ``crilink gc`` (registered in crilink.cli.gc.GC_RUNNERS)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from crilink.cli.common import stderr_console, stdout_console
+from crilink.fix import gc_cstorage as gc
+from crilink.fix.journal import default_journal_path
+from crilink.report import SCHEMA_VERSION, print_json
+
+if TYPE_CHECKING:
+    from crilink.cli.gc import GcRequest
+
+__all__ = ["gc_cstorage"]
+
+
+def _item_json(item: gc.GcItem) -> dict[str, Any]:
+    f = item.finding
+    return {"kind": f.kind, "path": f.path, "id": f.id, "bytes": item.bytes,
+            "how": str(item.how), "command": list(item.command), "note": item.note,
+            "actions": [a.to_json() for a in item.actions]}
+
+
+def _print_plan(plan: gc.GcPlan) -> None:
+    out = stdout_console()
+    out.print(f"containers-storage {plan.store.root} ({plan.status.describe('podman')}): "
+              f"{len(plan.items)} items, {plan.total_bytes:,} bytes", soft_wrap=True)
+    for item in plan.items:
+        how = " ".join(item.command) if item.command else str(item.how)
+        out.print(f"  {item.finding.kind:<20} {item.bytes:>12,}  {item.finding.id}  [{how}]"
+                  + (f"  {item.note}" if item.note else ""), soft_wrap=True, markup=False)
+
+
+def gc_cstorage(req: GcRequest) -> int:
+    """Print the plan; with ``--apply`` carry it out (journaled) and print what happened."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    plan = gc.plan_gc(req.root, stamp)
+    if req.output == "json" and not req.apply:
+        print_json({"schema": SCHEMA_VERSION, "target": str(plan.store.root),
+                    "running": plan.status.running, "bytes": plan.total_bytes,
+                    "items": [_item_json(i) for i in plan.items]}, sys.stdout)
+        return 0
+    _print_plan(plan)
+    if not req.apply or not plan.items:
+        return 0
+    if not req.yes and sys.stdin.isatty():
+        click.confirm("apply this plan?", abort=True)
+    journal = default_journal_path("gc", req.journal_dir)
+    result, notes = gc.apply_gc(plan, journal)
+    err = stderr_console()
+    for o in result.outcomes:
+        err.print(f"{o.status:<8} {o.action.kind} {o.action.path}", markup=False)
+    for note in notes:
+        err.print(note, markup=False)
+    err.print(f"journal: {journal}; {result.bytes_freed:,} bytes freed", markup=False)
+    return 0 if result.ok else 5

@@ -1,0 +1,130 @@
+"""``crilink gc GRAPH_ROOT`` for containers-storage: what can be reclaimed, and by whom.
+
+Each reclaimable finding becomes one :class:`GcItem`, acted on by whoever may touch it:
+
+- ``orphan_layer_dir`` (no record knows the dir): crilink moves it into the graph root's
+  quarantine (``.crilink-quarantine/<stamp>/``), removes the ``l/`` entries that point at it,
+  then purges it; journaled (the move and the link removals can be undone until the purge);
+- ``incomplete_layer``: podman's own cleanup; containers-storage deletes incomplete layers
+  the next time it takes the layer store's write lock, which any ``podman images`` does;
+- ``unreferenced_layer``: a layer record no image or container uses. No podman 4.3 command
+  removes a bare layer and crilink never edits the records, so it is reported with what to
+  run (``podman system check --repair`` in podman >= 5).
+
+Before acting, the store is opened again and every item re-checked (a dir that a record now
+knows is dropped); crilink refuses while an engine holds the store's locks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from crilink.checks.cstorage import scan_store
+from crilink.checks.overlaylinks import LINK_DIR, OverlayState, read_overlay, target_layer
+from crilink.fix import actions as A
+from crilink.fix.apply import apply_plan
+from crilink.fix.result import ApplyResult
+from crilink.formats.cstorage import OVERLAY_DIR
+from crilink.model import Finding
+from crilink.stores.base import RuntimeStatus, ensure_stopped
+from crilink.stores.cstorage import CStorageStore, load_storage_conf
+
+__all__ = ["GcHow", "GcItem", "GcPlan", "apply_gc", "plan_gc", "podman_argv"]
+
+PODMAN = "podman"
+PODMAN_TIMEOUT = 600
+GC_KINDS = ("orphan_layer_dir", "incomplete_layer", "unreferenced_layer")
+
+
+class GcHow(StrEnum):
+    CRILINK = "crilink"  # quarantine + purge, journaled
+    PODMAN = "podman"  # podman's own command
+    MANUAL = "manual"  # reported only
+
+
+@dataclass(frozen=True, slots=True)
+class GcItem:
+    finding: Finding
+    how: GcHow
+    actions: tuple[A.Action, ...] = ()
+    command: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def bytes(self) -> int:
+        return self.finding.bytes or 0
+
+
+@dataclass(frozen=True, slots=True)
+class GcPlan:
+    store: CStorageStore
+    items: tuple[GcItem, ...]
+    status: RuntimeStatus
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(i.bytes for i in self.items)
+
+
+def podman_argv(store: CStorageStore, *args: str) -> tuple[str, ...]:
+    """``podman --root ROOT --runroot RUNROOT ARGS``; the runroot from storage.conf."""
+    conf = load_storage_conf()
+    return (PODMAN, "--root", str(store.root), "--runroot", conf.run_root,
+            "--storage-driver", "overlay", *args)
+
+
+def _orphan_actions(state: OverlayState, lid: str, stamp: str) -> tuple[A.Action, ...]:
+    path = f"/{OVERLAY_DIR}/{lid}"
+    links = [A.remove_symlink("/" + state.path(LINK_DIR, s.name), s.target,
+                              reason=f"short link of orphan {lid}")
+             for s in sorted(state.short_links.values(), key=lambda s: s.name)
+             if s.target is not None and target_layer(s.target) == lid]
+    moved = A.quarantine_path(path, stamp)
+    return (*A.quarantine(path, stamp, reason="no layer record knows it"), *links,
+            A.purge_dir(moved, reason="free the orphan's bytes"))
+
+
+def _item(store: CStorageStore, state: OverlayState, f: Finding, stamp: str) -> GcItem:
+    assert f.id is not None  # layer findings always carry the layer id
+    if f.kind == "orphan_layer_dir":
+        return GcItem(f, GcHow.CRILINK, _orphan_actions(state, f.id, stamp))
+    if f.kind == "incomplete_layer":
+        return GcItem(f, GcHow.PODMAN, command=podman_argv(store, "images"),
+                      note="containers-storage deletes incomplete layers on its next write lock")
+    return GcItem(f, GcHow.MANUAL, note="no podman 4.3 command removes a bare layer; "
+                  "podman >= 5: podman system check --repair")
+
+
+def plan_gc(root: str, stamp: str) -> GcPlan:
+    """Open the store, scan it, and plan every reclaimable finding (reads only)."""
+    store = CStorageStore.open(root)
+    findings = [f for f in scan_store(store).findings if f.kind in GC_KINDS]
+    state = read_overlay(str(store.root), OVERLAY_DIR)
+    items = tuple(_item(store, state, f, stamp) for f in findings)
+    return GcPlan(store, items, store.runtime_status())
+
+
+def _still_true(plan: GcPlan) -> list[GcItem]:
+    known = {layer.id for layer in CStorageStore.open(plan.store.root).layers}
+    return [i for i in plan.items
+            if not (i.how is GcHow.CRILINK and i.finding.id in known)]
+
+
+def apply_gc(plan: GcPlan, journal: str | os.PathLike[str]) -> tuple[ApplyResult, list[str]]:
+    """Carry out the crilink items (journaled) and podman's cleanup command once. Returns
+    the apply result and one line per podman run. Raises RuntimeBusyError while an engine
+    holds the store's lock files."""
+    ensure_stopped(plan.store, "remove orphan layer dirs")
+    items = _still_true(plan)
+    actions: Sequence[A.Action] = [a for i in items if i.how is GcHow.CRILINK for a in i.actions]
+    result = apply_plan(str(plan.store.root), actions, journal, "gc-cstorage")
+    notes = []
+    for argv in dict.fromkeys(i.command for i in items if i.how is GcHow.PODMAN):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=PODMAN_TIMEOUT)
+        notes.append(f"{' '.join(argv)}: exit {proc.returncode} {proc.stderr.strip()[-300:]}")
+    return result, notes
