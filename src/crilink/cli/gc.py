@@ -41,6 +41,7 @@ class GcRequest:
 # kind -> "module:function"; function(GcRequest) -> exit code. Add a kind with one line.
 GC_RUNNERS: dict[TargetKind, str] = {
     TargetKind.CONTAINERD: "crilink.cli.gc:gc_containerd",
+    TargetKind.CONTAINERS_STORAGE: "crilink.cli.gc_cstorage:gc_cstorage",
 }
 
 
