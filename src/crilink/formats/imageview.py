@@ -155,8 +155,8 @@ class ImageView:
         parent, name = _split(path)
         if name == WHITEOUT_OPAQUE:
             whiteouts.append(_Whiteout(parent, opaque=True))
-        elif name.startswith(WHITEOUT_META_PREFIX):
-            return
+        elif name.startswith(WHITEOUT_META_PREFIX) or path.startswith("/" + WHITEOUT_META_PREFIX):
+            return  # aufs metadata (.wh..wh.aufs, .wh..wh.plnk/...): never part of the tree
         elif name.startswith(WHITEOUT_PREFIX):
             whiteouts.append(_Whiteout(_join(parent, name[len(WHITEOUT_PREFIX):]), opaque=False))
         else:
