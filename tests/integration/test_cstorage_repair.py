@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,10 +117,19 @@ def test_lost_name_nobody_remembers_is_minted_and_lowers_rewritten(pm: Podman,
             (d / "lower").write_bytes(b"")
     assert pm.run(V1, "/bin/true", check=False).returncode != 0
 
-    opened, plan = plan_repair(str(root))
+    _, plan = plan_repair(str(root))
     assert list(plan.minted) == [base]
-    result = apply_repair(opened, plan, tmp_path / "journal.jsonl")
-    assert result.applied.ok and result.remaining == ()
+    # through the CLI, as an operator runs it
+    journal = tmp_path / "journal.jsonl"
+    cli = [sys.executable, "-m", "crilink.cli.main"]
+    fixed = subprocess.run([*cli, "fix", "--apply", "--journal", str(journal), str(root)],
+                           capture_output=True, text=True, check=False)
+    assert fixed.returncode == 0, fixed.stderr
+    rescan = subprocess.run([*cli, "scan", str(root)], capture_output=True, text=True,
+                            check=False)
+    assert rescan.returncode == 0, rescan.stdout
+    minted = (overlay / base / "link").read_text()
+    assert minted != name and len(minted) == 26
     assert pm.run(V1, "/bin/echo", "ok").stdout.strip() == "ok"
     assert pm.run(V2, "/bin/echo", "ok").stdout.strip() == "ok"
     assert run_scan(str(root)).findings == ()
