@@ -30,7 +30,7 @@ __all__ = ["STORE_FIXERS", "command"]
 # returning None; lets the store engineers plug their repair into ``crilink fix``.
 STORE_FIXERS: dict[TargetKind, str] = {
     TargetKind.CONTAINERS_STORAGE: "crilink.cli.fix_store:fix_cstorage",
-    TargetKind.DOCKER: "crilink.cli.fix_store:fix_docker",
+    TargetKind.DOCKER: "crilink.cli.docker_store:fix_docker",
 }
 
 _VERDICT_STYLE = {Verdict.REWRITE: "green", Verdict.DANGLING: "yellow", Verdict.LOOP: "red",

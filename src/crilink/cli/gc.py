@@ -42,6 +42,7 @@ class GcRequest:
 GC_RUNNERS: dict[TargetKind, str] = {
     TargetKind.CONTAINERD: "crilink.cli.gc:gc_containerd",
     TargetKind.CONTAINERS_STORAGE: "crilink.cli.gc_cstorage:gc_cstorage",
+    TargetKind.DOCKER: "crilink.cli.docker_store:gc_docker",
 }
 
 

@@ -23,6 +23,7 @@ from crilink.checks import overlaylinks as ol
 from crilink.checks.docker import Kind, check_view, expectations
 from crilink.fix import actions as A
 from crilink.fix.apply import apply_plan
+from crilink.fix.journal import default_journal_path
 from crilink.fix.overlaylinks import plan_link_repair
 from crilink.fix.result import ApplyResult
 from crilink.formats import docker as fmt
@@ -30,7 +31,8 @@ from crilink.model import Finding
 from crilink.stores.base import ensure_stopped
 from crilink.stores.docker import DockerStore, DockerView
 
-__all__ = ["DockerPlan", "apply_docker", "plan_gc", "plan_repair", "quarantine_stamp"]
+__all__ = ["DockerApplied", "DockerPlan", "apply_and_recheck", "apply_docker", "plan_gc",
+           "plan_repair", "quarantine_stamp"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +109,9 @@ def _commands(unreferenced: list[Finding]) -> tuple[str, ...]:
              "docker image ls -a --filter dangling=true",
              "docker image prune --force        # dangling images",
              "docker rmi <image>                # an image you no longer need",
-             "# chains with no image at all (an interrupted load or rmi) are not removed by any "
-             "docker command: stop dockerd, then `crilink gc --unreferenced --apply`:"]
+             "# chains with no image at all (an interrupted load or rmi) are removed by no "
+             "docker command; with dockerd stopped, crilink's plan_gc(unreferenced=True) "
+             "quarantines them (layerdb entry, overlay2 dir, l/ link):"]
     lines += [f"#   {f.id} ({f.bytes or 0:,} bytes)" for f in unreferenced]
     return tuple(lines)
 
@@ -130,8 +133,10 @@ def plan_gc(view: DockerView, stamp: str | None = None, *, purge: bool = True,
     if unreferenced:
         for f in unref:
             actions += _unreferenced_actions(view, state, f, stamp, purge)
+    lost = [f"# image {f.id} ({f.detail.get('refs') or 'untagged'}) lost its layers: "
+            "load or pull it again" for f in findings if f.kind == Kind.MISSING_IMAGE_LAYER]
     return DockerPlan(tuple(_dedup_make_dirs(actions)), (),
-                      () if unreferenced else _commands(unref))
+                      (*(() if unreferenced else _commands(unref)), *lost))
 
 
 def _dedup_make_dirs(actions: list[A.Action]) -> Iterator[A.Action]:
@@ -144,8 +149,25 @@ def _dedup_make_dirs(actions: list[A.Action]) -> Iterator[A.Action]:
         yield action
 
 
-def apply_docker(store: DockerStore, plan: DockerPlan, journal: str | os.PathLike[str],
+def apply_docker(store: DockerStore, plan: DockerPlan, journal: str | os.PathLike[str] | None,
                  command: str) -> ApplyResult:
-    """Apply ``plan`` to the store through the journal; refuses while dockerd runs on it."""
+    """Apply ``plan`` to the store through the journal (default: a new one in the journal
+    dir); refuses while dockerd runs on it."""
     ensure_stopped(store, f"{command} {store.root}")
-    return apply_plan(str(store.root), plan.actions, journal, command)
+    path = journal if journal is not None else default_journal_path(command)
+    return apply_plan(str(store.root), plan.actions, path, command)
+
+
+@dataclass(frozen=True, slots=True)
+class DockerApplied:
+    """What applying did, and the findings a rescan still shows."""
+
+    applied: ApplyResult
+    remaining: tuple[Finding, ...]
+
+
+def apply_and_recheck(store: DockerStore, plan: DockerPlan,
+                      journal: str | os.PathLike[str] | None, command: str) -> DockerApplied:
+    """:func:`apply_docker`, then scan the store again."""
+    applied = apply_docker(store, plan, journal, command)
+    return DockerApplied(applied, tuple(check_view(store.view())))
