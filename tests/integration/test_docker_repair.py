@@ -3,8 +3,10 @@ loss leaves it, repair through the journal, then the real dockerd runs busybox a
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -183,3 +185,27 @@ def test_gc_of_unreferenced_chains(docker_store: Path, docker_pristine: Pristine
     assert scan(docker_store) == []
     daemon = dockerd_on(docker_store)
     assert run_v1(daemon).returncode == 0
+
+
+def crilink(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "crilink.cli.main", *args], check=False,
+                          capture_output=True, text=True)
+
+
+def test_cli_fix_and_gc(docker_store: Path, docker_pristine: Pristine,
+                        dockerd_on: Callable[[Path], Dockerd], tmp_path: Path) -> None:
+    break_links(docker_store, docker_pristine)
+    (docker_store / "overlay2" / "0123-stray").mkdir()
+    assert crilink("scan", str(docker_store)).returncode == 1
+    daemon = dockerd_on(docker_store)
+    busy = crilink("fix", str(docker_store), "--apply", "--journal", str(tmp_path / "j1"))
+    assert busy.returncode == 3, busy.stderr
+    assert f"pid {daemon.pid}" in busy.stderr
+    daemon.stop()
+    res = crilink("fix", str(docker_store), "--apply", "--journal", str(tmp_path / "j2"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = crilink("gc", str(docker_store), "--apply", "--yes", "--journal-dir", str(tmp_path))
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = crilink("scan", str(docker_store), "-o", "json")
+    assert res.returncode == 0, res.stdout
+    assert json.loads(res.stdout)["findings"] == []

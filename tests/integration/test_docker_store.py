@@ -16,7 +16,7 @@ from crilink.formats import docker as fmt
 from crilink.model import Finding, TargetKind
 from crilink.scan import detect_target, run_scan
 from crilink.stores.base import ensure_stopped
-from crilink.stores.docker import DockerStore, open_docker, status_for
+from crilink.stores.docker import DockerStore, dockerd_processes, open_docker, status_for
 from crilink.stores.usage import usage_of
 
 if TYPE_CHECKING:
@@ -167,5 +167,10 @@ def test_runtime_busy_while_dockerd_runs(docker_store: Path,
     assert status.pid == daemon.pid
     with pytest.raises(RuntimeBusyError, match=f"pid {daemon.pid}"):
         ensure_stopped(store, "remove orphan dirs")
+    ours = [p for p in dockerd_processes() if p.pid == daemon.pid]
+    assert [(p.data_root, p.hosts) for p in ours] == [(str(docker_store),
+                                                       (f"unix://{daemon.sock}",))]
+    helpers = [p for p in dockerd_processes() if p.pid in daemon.helpers()]
+    assert [p.data_root for p in helpers] == [str(docker_store)]  # its managed containerd
     daemon.stop()
     assert not status_for(docker_store).running
