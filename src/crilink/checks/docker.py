@@ -19,11 +19,14 @@ Never writes, never prints.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from crilink.checks import overlaylinks as ol
+from crilink.errors import InputError
 from crilink.formats import docker as fmt
 from crilink.model import Finding, ScanResult, Severity, TargetKind
 from crilink.stores.docker import DockerView, open_docker
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
     from crilink.scan import ScanOptions
 
 __all__ = ["Kind", "check_view", "expectations", "referenced_chains", "run"]
+
+ROOTFS_CHECKS = "crilink.checks.rootfs"  # imported lazily: only --deep needs it
 
 
 class Kind(StrEnum):
@@ -193,10 +198,28 @@ def check_view(view: DockerView) -> Iterator[Finding]:
         yield from check(view)
 
 
+def _deep(view: DockerView, options: ScanOptions) -> Iterator[Finding]:
+    """``--deep``: the directory symlink checks on each layer dir's ``diff/``."""
+    try:
+        rootfs = importlib.import_module(ROOTFS_CHECKS)
+    except ImportError as err:
+        raise InputError(f"scan --deep: the directory checks are not available "
+                         f"({ROOTFS_CHECKS} missing)") from err
+    sub = replace(options, deep=False, progress=None)
+    for name in sorted(view.layer_dirs):
+        diff = f"{fmt.DRIVER_DIR}/{name}/{ol.DIFF_DIR}"
+        if (view.root / diff).is_dir():
+            result: ScanResult = rootfs.run(str(view.root / diff), sub)
+            yield from (replace(f, path=diff + f.path, layer=f.layer or name, id=f.id or name)
+                        for f in result.findings)
+
+
 def run(target: str, options: ScanOptions) -> ScanResult:
-    """Scan the Docker data root ``target`` (``options`` has nothing Docker-specific yet)."""
+    """Scan the Docker data root ``target``; ``options.deep`` adds the layers' contents."""
     view = open_docker(target)
     findings = list(check_view(view))
+    if options.deep:
+        findings += _deep(view, options)
     stats = {"layers": len(view.layers), "mounts": len(view.mounts),
              "images": len(view.images), "layer_dirs": len(view.layer_dirs)}
     return ScanResult.of(str(view.root), TargetKind.DOCKER, findings, stats)
