@@ -130,7 +130,7 @@ def _trailer(items: Iterable[GcItem]) -> tuple[tuple[str, ...], ...]:
         out += [("ctr", "-n", ns, "snapshots", "--snapshotter", ss, "prepare", TRIGGER),
                 ("ctr", "-n", ns, "snapshots", "--snapshotter", ss, "rm", TRIGGER)]
     if any(not i.offline for i in items):
-        out += [("ctr", "-n", "default", "leases", "create", TRIGGER),
+        out += [("ctr", "-n", "default", "leases", "create", "--id", TRIGGER),
                 ("ctr", "-n", "default", "leases", "rm", "--sync", TRIGGER)]
     return tuple(out)
 
@@ -181,6 +181,11 @@ def apply_stopped(plan: GcPlan, now: datetime, journal: str, stamp: str) -> list
             bad = [o for o in outcomes if o.status not in (Status.DONE, Status.ALREADY)]
             results.append(ItemResult(item, bad[0].status if bad else Status.DONE,
                                       bad[0].reason if bad else "", tuple(outcomes)))
+        if seq:  # the quarantine dirs of this run, now empty: leave no trace behind
+            qdir = "/" + A.QUARANTINE_DIRNAME
+            for path in (f"{qdir}/{stamp}", qdir):
+                seq += 1
+                apply_one(r, j, seq, A.remove_dir(path, reason="empty quarantine"))
     return results
 
 
@@ -203,8 +208,18 @@ def _recheck_stopped(store: ContainerdStore, item: GcItem, now: datetime) -> str
 Runner = Callable[[list[str]], subprocess.CompletedProcess[str]]
 
 
+CTR_TIMEOUT = 120  # seconds; a synchronous GC pass on a big store takes a while
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=CTR_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", f"no answer within {CTR_TIMEOUT}s "
+                                           "(is containerd's GC scheduler delayed?)")
+    except FileNotFoundError as err:
+        raise ApplyError("gc --apply: ctr not found; install containerd's ctr") from err
 
 
 def apply_running(plan: GcPlan, now: datetime, runner: Runner = _run) -> list[ItemResult]:
