@@ -22,7 +22,7 @@ from crilink.stores.containerd_index import StoreIndex
 if TYPE_CHECKING:
     from crilink.scan import ScanOptions
 
-__all__ = ["analyze", "findings", "run"]
+__all__ = ["analyze", "findings", "run", "summarize"]
 
 META_DB_PATH = f"{METADATA_DIR}/meta.db"
 
@@ -140,3 +140,21 @@ def run(target: str, options: ScanOptions) -> ScanResult:
     """``crilink scan CONTAINERD_ROOT``."""
     ix, found = analyze(target, namespace=options.namespace)
     return ScanResult.of(target, TargetKind.CONTAINERD, found, _stats(ix.state))
+
+
+def summarize(root: str, now: datetime | None = None) -> dict[str, object]:
+    """One JSON-safe summary of a containerd root (for ``crilink doctor``): runtime status,
+    counts, findings by kind, and the bytes reclaimable by kind."""
+    ix, found = analyze(root, now)
+    status = ix.state.status
+    worst = max((f.severity for f in found), key=lambda sev: sev.rank, default=None)
+    by_kind: dict[str, int] = {}
+    reclaim: dict[str, int] = {}
+    for f in found:
+        by_kind[f.kind] = by_kind.get(f.kind, 0) + 1
+        if f.bytes:
+            reclaim[f.kind] = reclaim.get(f.kind, 0) + f.bytes
+    return {"root": root, "running": status.running, "pid": status.pid,
+            "evidence": list(status.evidence), "stats": _stats(ix.state),
+            "findings": by_kind, "reclaimable_bytes": reclaim,
+            "worst": str(worst) if worst is not None else None}
