@@ -116,7 +116,7 @@ def apply_one(root: Root, journal: Journal, seq: int, action: Action, *,
     if hook:
         hook(seq, "intent")
     try:
-        freed = run_step(root, action, before, after, tmp)
+        freed, now = run_step(root, action, before, after, tmp)
     except UnsafeTargetError as err:
         _end(journal, seq, Status.SKIPPED, err.message)
         return Outcome(seq, action, Status.SKIPPED, err.message)
@@ -126,19 +126,15 @@ def apply_one(root: Root, journal: Journal, seq: int, action: Action, *,
         return Outcome(seq, action, Status.FAILED, reason)
     if hook:
         hook(seq, "changed")
-    return _recheck(root, journal, seq, action, after=after, freed=freed)
+    return _recheck(journal, seq, action, after=after, now=now, freed=freed)
 
 
-def _recheck(root: Root, journal: Journal, seq: int, action: Action, *,
-             after: State, freed: int) -> Outcome:
-    target = action.dest or action.path
-    try:
-        now = observe_path(root, target, content=after.type == StateType.FILE)
-    except (UnsafeTargetError, OSError) as err:
-        now, why = State(StateType.OTHER), str(err)
-    else:
-        why = f"re-check of {target}: expected {after.describe()}, found {now.describe()}"
+def _recheck(journal: Journal, seq: int, action: Action, *, after: State, now: State,
+             freed: int) -> Outcome:
+    """Record the end of an action whose step observed ``now`` (through its own dir fd)."""
     if not now.same_as(after):
+        target = action.dest or action.path
+        why = f"re-check of {target}: expected {after.describe()}, found {now.describe()}"
         _end(journal, seq, Status.FAILED, why)
         return Outcome(seq, action, Status.FAILED, why)
     observed = now.to_json() if now.type != StateType.FILE else None

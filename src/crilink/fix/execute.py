@@ -2,7 +2,9 @@
 
 Each step gets the open root, the action, the ``before`` state observed just now, the final
 ``after`` state and a temporary name, and re-checks the part of ``before`` it depends on
-immediately before the change. It returns the bytes it freed (purge) or 0. It raises
+immediately before the change. It returns the bytes it freed (purge) and the state of the
+node after the change, observed through the same directory fd it changed (so a path swapped
+meanwhile cannot make the re-check look at another directory). It raises
 :class:`~crilink.errors.UnsafeTargetError` when the node changed (nothing was done), or
 ``OSError``.
 """
@@ -19,7 +21,8 @@ from crilink.fix.ops import Root, dir_bytes, observe, open_parent, purge_tree, r
 
 __all__ = ["STEPS", "run_step"]
 
-Step = Callable[[Root, Action, State, State, str], int]
+Done = tuple[int, State]  # (bytes freed, state observed after the change)
+Step = Callable[[Root, Action, State, State, str], Done]
 
 
 def _expect(dir_fd: int, name: str, want: State, path: str, content: bool = False) -> None:
@@ -29,12 +32,16 @@ def _expect(dir_fd: int, name: str, want: State, path: str, content: bool = Fals
                                 f"found {now.describe()}")
 
 
+def _now(dir_fd: int, name: str, after: State) -> State:
+    return observe(dir_fd, name, content=after.type == StateType.FILE)
+
+
 def _text(state: State) -> str:
     assert state.text is not None  # symlink states always carry text (see actions)
     return state.text
 
 
-def _replace_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+def _replace_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
         os.symlink(os.fsencode(_text(after)), tmp, dir_fd=pfd)
         try:
@@ -45,20 +52,20 @@ def _replace_symlink(root: Root, action: Action, before: State, after: State, tm
                 os.unlink(tmp, dir_fd=pfd)
             raise
         os.fsync(pfd)
-    return 0
+        return 0, _now(pfd, name, after)
 
 
-def _create_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+def _create_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
         try:
             os.symlink(os.fsencode(_text(after)), name, dir_fd=pfd)
         except FileExistsError as err:
             raise UnsafeTargetError(f"{action.path} appeared since the plan") from err
         os.fsync(pfd)
-    return 0
+        return 0, _now(pfd, name, after)
 
 
-def _remove_entry(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+def _remove_entry(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
         _expect(pfd, name, before, action.path, content=before.type == StateType.FILE)
         if before.type == StateType.DIR:
@@ -66,7 +73,7 @@ def _remove_entry(root: Root, action: Action, before: State, after: State, tmp: 
         else:
             os.unlink(name, dir_fd=pfd)
         os.fsync(pfd)
-    return 0
+        return 0, _now(pfd, name, after)
 
 
 def _write_tmp_file(pfd: int, tmp: str, after: State) -> None:
@@ -83,7 +90,7 @@ def _write_tmp_file(pfd: int, tmp: str, after: State) -> None:
         os.close(fd)
 
 
-def _write_file(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+def _write_file(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
         _write_tmp_file(pfd, tmp, after)
         try:
@@ -94,10 +101,10 @@ def _write_file(root: Root, action: Action, before: State, after: State, tmp: st
                 os.unlink(tmp, dir_fd=pfd)
             raise
         os.fsync(pfd)
-    return 0
+        return 0, _now(pfd, name, after)
 
 
-def _make_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+def _make_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
         os.mkdir(name, 0o700, dir_fd=pfd)
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -109,10 +116,10 @@ def _make_dir(root: Root, action: Action, before: State, after: State, tmp: str)
         finally:
             os.close(fd)
         os.fsync(pfd)
-    return 0
+        return 0, _now(pfd, name, after)
 
 
-def _move_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+def _move_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     assert action.dest is not None  # move_dir always has a dest (see actions.move_dir)
     with open_parent(root, action.path) as (sfd, sname), \
             open_parent(root, action.dest) as (dfd, dname):
@@ -123,16 +130,16 @@ def _move_dir(root: Root, action: Action, before: State, after: State, tmp: str)
             raise UnsafeTargetError(f"{action.dest} exists; not moving {action.path}") from err
         os.fsync(dfd)
         os.fsync(sfd)
-    return 0
+        return 0, _now(dfd, dname, after)
 
 
-def _purge_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
+def _purge_dir(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
         _expect(pfd, name, before, action.path)
         freed = dir_bytes(pfd, name)
         purge_tree(pfd, name)
         os.fsync(pfd)
-    return freed
+        return freed, _now(pfd, name, after)
 
 
 STEPS: dict[ActionKind, Step] = {
@@ -148,6 +155,6 @@ STEPS: dict[ActionKind, Step] = {
 }
 
 
-def run_step(root: Root, action: Action, before: State, after: State, tmp: str) -> int:
-    """Carry out ``action``; returns bytes freed (purge_dir) or 0."""
+def run_step(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
+    """Carry out ``action``; returns (bytes freed by purge_dir or 0, state observed after)."""
     return STEPS[action.kind](root, action, before, after, tmp)
