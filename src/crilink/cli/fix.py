@@ -75,7 +75,9 @@ def _store_fixer(kind: TargetKind) -> Callable[..., None]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         raise UsageError(f"fix: repair of {kind} stores is not available in this build") from err
-    func: Callable[..., None] = getattr(module, func_name)
+    func: Callable[..., None] | None = getattr(module, func_name, None)
+    if func is None:
+        raise UsageError(f"fix: repair of {kind} stores is not available in this build")
     return func
 
 
