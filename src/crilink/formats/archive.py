@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from crilink.errors import CorruptInputError, InputError
@@ -91,17 +91,8 @@ def _check_plain_tar(path: str) -> None:
                          "(gunzip / zstd -d) and scan the .tar")
 
 
-def sniff_archive(path: str) -> TargetKind:
-    """OCI_ARCHIVE when the tar holds ``oci-layout`` and ``index.json``, DOCKER_ARCHIVE when it
-    holds ``manifest.json``; InputError for anything else."""
-    _check_plain_tar(path)
-    names: set[str] = set()
-    try:
-        names = {_norm(m.name) for m in _members(path)}
-    except CorruptInputError as err:
-        raise InputError(f"scan {path}: not a directory, image layout or image archive "
-                         "(oci-archive or docker-archive tar)") from err
-    if {LAYOUT_FILE, INDEX_FILE} <= names:
+def _kind_of(path: str, names: Collection[str]) -> TargetKind:
+    if LAYOUT_FILE in names and INDEX_FILE in names:
         return TargetKind.OCI_ARCHIVE
     if DOCKER_MANIFEST in names:
         return TargetKind.DOCKER_ARCHIVE
@@ -109,13 +100,28 @@ def sniff_archive(path: str) -> TargetKind:
                      "index.json) nor a docker-archive (no manifest.json)")
 
 
+def _index(path: str) -> dict[str, tarfile.TarInfo]:
+    _check_plain_tar(path)
+    try:
+        return {_norm(m.name): m for m in _members(path)}
+    except CorruptInputError as err:
+        raise InputError(f"scan {path}: not a directory, image layout or image archive "
+                         "(oci-archive or docker-archive tar)") from err
+
+
+def sniff_archive(path: str) -> TargetKind:
+    """OCI_ARCHIVE when the tar holds ``oci-layout`` and ``index.json``, DOCKER_ARCHIVE when it
+    holds ``manifest.json``; InputError for anything else (not a tar, compressed, other)."""
+    return _kind_of(path, _index(path))
+
+
 class ArchiveSource:
     """Members of an image archive, by normalised name (see :class:`BlobSource`)."""
 
     def __init__(self, path: str) -> None:
-        _check_plain_tar(path)
         self.path = path
-        self._index = {_norm(m.name): m for m in _members(path)}
+        self._index = _index(path)
+        self.kind = _kind_of(path, self._index)
         try:
             self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as err:

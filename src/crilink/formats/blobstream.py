@@ -253,6 +253,17 @@ class LayerStream:
         self.size += len(data)
         return data
 
+    def skip(self, n: int) -> int:
+        """Discard up to ``n`` decompressed bytes (hashed, not copied); how many."""
+        done = 0
+        while done < n and (self._buf or self._fill()):
+            part = self._buf[:n - done]
+            self._diff_hash.update(part)
+            self._buf = self._buf[len(part):]
+            done += len(part)
+        self.size += done
+        return done
+
     def drain(self) -> None:
         """Read to the end so that both digests cover the whole blob."""
         while self._buf or self._fill():

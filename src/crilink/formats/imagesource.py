@@ -11,6 +11,7 @@ missing or damaged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from crilink.errors import CorruptInputError, InputError
 from crilink.formats.archive import (
@@ -18,7 +19,6 @@ from crilink.formats.archive import (
     ArchiveSource,
     DockerImage,
     parse_docker_manifest,
-    sniff_archive,
 )
 from crilink.formats.imageselect import Selected, parse_platform, select_image, tag_of
 from crilink.formats.oci import (
@@ -55,16 +55,14 @@ class ImagePlan:
     layers: tuple[LayerRef, ...]
 
 
-def open_image(target: str, kind: TargetKind, ref: str | None = None,
-               platform: str | None = None) -> ImagePlan:
-    """The plan for ``target`` of ``kind``; the caller closes ``plan.source``."""
-    if kind is TargetKind.OCI_LAYOUT:
-        return _oci_plan(DirSource(target), kind, target, ref, platform)
-    if kind not in (TargetKind.OCI_ARCHIVE, TargetKind.DOCKER_ARCHIVE):
-        raise InputError(f"scan {target}: {kind} is not an image")
+def open_image(target: str, ref: str | None = None, platform: str | None = None) -> ImagePlan:
+    """The plan for the image at ``target``: a layout directory, else an archive (kind
+    detected from its members); the caller closes ``plan.source``."""
+    if Path(target).is_dir():
+        return _oci_plan(DirSource(target), TargetKind.OCI_LAYOUT, target, ref, platform)
     source = ArchiveSource(target)
     try:
-        if sniff_archive(target) is TargetKind.OCI_ARCHIVE:
+        if source.kind is TargetKind.OCI_ARCHIVE:
             return _oci_plan(source, TargetKind.OCI_ARCHIVE, target, ref, platform)
         return _docker_plan(source, target, ref)
     except BaseException:

@@ -75,6 +75,10 @@ class TarProblem:
 class _Readable(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
+    def skip(self, n: int, /) -> int:
+        """Discard up to ``n`` bytes; how many were discarded (fewer only at the end)."""
+        ...
+
 
 class _Stop(Exception):
     """Internal: the archive cannot be read further (carries the problem)."""
@@ -101,9 +105,9 @@ def _number(field: bytes) -> int:
 def _checksum_ok(block: bytes) -> bool:
     stored = _number(block[F_CHKSUM[0]:F_CHKSUM[1]])
     blanked = block[:F_CHKSUM[0]] + CHKSUM_BLANK + block[F_CHKSUM[1]:]
-    unsigned = sum(blanked)
-    signed = sum(b - 256 if b > 127 else b for b in blanked)
-    return stored in (unsigned, signed)
+    if stored == sum(blanked):
+        return True
+    return stored == sum(b - 256 if b > 127 else b for b in blanked)  # old signed-char tars
 
 
 def _cstr(field: bytes) -> bytes:
@@ -168,12 +172,11 @@ class TarReader:
         return out
 
     def _skip(self, n: int) -> int:
-        done = 0
-        while done < n:
-            got = len(self._read(min(n - done, SKIP_CHUNK)))
-            if not got:
-                break
-            done += got
+        try:
+            done = self._stream.skip(n)
+        except MalformedLayerError as err:
+            raise _Stop(err.reason, err.message) from err
+        self._offset += done
         return done
 
     def _skip_data(self, size: int, name: str) -> None:
