@@ -20,10 +20,13 @@ Usage (for every command that changes a tree: fix, store repair, gc)::
 
 Paths in actions are in-root paths (``/a/b``) relative to the root given to ``apply_plan``.
 Each action is re-checked against its ``before`` state just before it runs (skipped with a
-reason if the node changed), journaled (intent record, fsync), carried out fd-relatively, then
-re-checked against ``after`` (end record: done / failed). ``apply_plan`` never raises for one
-item; read ``result.ok`` and ``result.outcomes``. A crash leaves every node in its old or new
-state (plus at most one temporary ``.crilink-tmp-*`` name, which undo removes); undo of a
+reason if the node changed), journaled (intent record, fsync), carried out on the parent
+directory's fd (opened from the root fd one component at a time with ``O_NOFOLLOW``, so a
+directory swapped for a symlink makes the item ``skipped``, never a write elsewhere), then
+re-checked against ``after`` through that same fd (end record: done / failed).
+``apply_plan`` never raises for one item; read ``result.ok`` and ``result.outcomes``.
+A crash leaves every node in its old or new state, plus at most one temporary
+``.crilink-tmp-*`` name (undo removes it, as does a rerun of ``crilink fix``). Undo of a
 crashed journal reverts exactly what was done; a rerun of the same plan converges because
 nodes already in their ``after`` state are reported ``already``.
 
