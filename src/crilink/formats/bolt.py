@@ -29,6 +29,7 @@ import fcntl
 import mmap
 import os
 import stat
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,8 @@ from crilink.formats.bolt_page import (
 
 __all__ = ["MAX_BUCKET_DEPTH", "BoltDB", "Bucket", "WriterLock", "writer_lock_holder"]
 
+LEAF_KEY: Final = struct.Struct("<II")  # pos, ksize: the key's place in a leaf element
+LEAF_KEY_OFFSET: Final = 4  # after the element's flags
 MAX_BUCKET_DEPTH: Final = 128  # nesting deeper than this is treated as corruption
 MIN_FILE_SIZE: Final = 2 * 512  # two meta pages of the smallest page size
 PROC_LOCKS: Final = "/proc/locks"
@@ -173,11 +176,13 @@ class Bucket:
             _, child, elem = self._branch_key(page, max(lo - 1, 0))
             page = self._pager.page(child, elem)
         buf = self._pager.buf
+        base = page.offset + PAGE_HEADER_SIZE
         lo, hi = 0, page.count  # first element whose key is not less than ``key``
-        while lo < hi:
+        while lo < hi:  # keys compared unchecked (a short slice at worst); the match is checked
             mid = (lo + hi) // 2
-            entry = self._leaf_entry(page, mid)
-            if buf[entry[1]:entry[2]] < key:
+            elem = base + mid * ELEM_SIZE
+            pos, ksize = LEAF_KEY.unpack_from(buf, elem + LEAF_KEY_OFFSET)
+            if buf[elem + pos:elem + pos + ksize] < key:
                 lo = mid + 1
             else:
                 hi = mid
