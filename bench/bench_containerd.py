@@ -158,14 +158,9 @@ def reader_walk(path: Path) -> Callable[[], int]:
     from crilink.formats.bolt import BoltDB, Bucket  # noqa: PLC0415 - after sys.path set-up
 
     def count(bucket: Bucket) -> int:
-        n = 0
-        for key, is_bucket in bucket:
-            n += 1
-            if is_bucket:
-                sub = bucket.bucket(key)
-                n += count(sub) if sub is not None else 0
-            else:
-                bucket.get(key)
+        n = sum(1 for _ in bucket.items())
+        for _, sub in bucket.buckets():
+            n += 1 + count(sub)
         return n
 
     def walk() -> int:
