@@ -19,13 +19,16 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
+from crilink.doctor import DoctorReport, StoreReport
 from crilink.model import Finding, ScanResult, Severity
 
 __all__ = [
     "SCHEMA_VERSION",
+    "doctor_envelope",
     "envelope",
     "exit_code",
     "print_json",
+    "print_doctor",
     "print_table",
     "summary",
 ]
@@ -117,3 +120,69 @@ def _detail_text(f: Finding) -> str:
         parts.append(f"{f.bytes:,} bytes")
     parts.extend(f"{k}={v}" for k, v in f.detail.items() if not isinstance(v, (list, dict)))
     return "; ".join(parts)
+
+
+def doctor_envelope(rep: DoctorReport) -> dict[str, Any]:
+    """JSON for ``crilink doctor``: host facts, then one entry per runtime store."""
+    stores = []
+    for s in rep.stores:
+        entry: dict[str, Any] = {"runtime": s.runtime, "kind": str(s.kind), "root": s.root,
+                                 "source": s.source, "present": s.present}
+        if s.status is not None:
+            entry.update(running=s.status.running, pid=s.status.pid,
+                         evidence=list(s.status.evidence))
+        if s.error is not None:
+            entry["error"] = s.error
+        if s.result is not None:
+            entry["summary"] = summary(s.result.findings, dict(s.result.stats))
+            entry["findings"] = [f.to_json() for f in s.result.findings]
+        stores.append(entry)
+    h = rep.host
+    return {"schema": SCHEMA_VERSION, "command": "doctor",
+            "host": {"kernel": h.kernel, "openat2": h.openat2, "overlayfs": h.overlayfs,
+                     "tools": h.tools},
+            "stores": stores,
+            "summary": summary(rep.findings)}
+
+
+def print_doctor(rep: DoctorReport, console: Console) -> None:
+    """One table of runtimes (status, findings, reclaimable bytes), then host facts."""
+    table = Table(title="crilink doctor", show_lines=False)
+    for col in ("runtime", "root", "state", "findings", "bytes involved"):
+        table.add_column(col, overflow="fold")
+    for s in rep.stores:
+        table.add_row(s.runtime, _safe(s.root), _store_state(s), _store_findings(s),
+                      f"{summary(s.result.findings)['bytes']:,}" if s.result else "")
+    console.print(table)
+    h = rep.host
+    found = ", ".join(k for k, v in h.tools.items() if v) or "none"
+    console.print(f"host: kernel {h.kernel}; openat2(RESOLVE_IN_ROOT) "
+                  f"{'yes' if h.openat2 else 'no (fd-walk fallback)'}; overlayfs "
+                  f"{'yes' if h.overlayfs else 'no'}; runtime tools: {found}")
+    if not any(s.present for s in rep.stores):
+        console.print("no container runtime store found on this host; "
+                      "scan a root filesystem or an image with `crilink scan PATH`")
+    for s in rep.stores:
+        if s.result and s.result.findings:
+            console.print(f"details: crilink scan {_safe(s.root)}")
+
+
+def _store_state(s: StoreReport) -> str:
+    if s.error is not None:
+        return f"[red]error[/]: {_safe(s.error)}"
+    if not s.present:
+        return "absent"
+    if s.status is None:
+        return "present"
+    if s.status.running:
+        return f"running (pid {s.status.pid})" if s.status.pid else "running"
+    return "stopped"
+
+
+def _store_findings(s: StoreReport) -> str:
+    if s.result is None:
+        return ""
+    sev = summary(s.result.findings)["by_severity"]
+    if not s.result.findings:
+        return "[green]clean[/]"
+    return f"{sev['error']} error, {sev['warning']} warning, {sev['info']} info"
