@@ -12,7 +12,6 @@ cannot be read is reported with its error and the others are still scanned.
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 from collections.abc import Callable
@@ -129,7 +128,7 @@ _MARKERS: dict[TargetKind, tuple[str, ...]] = {
 
 
 def _present(kind: TargetKind, root: str) -> bool:
-    return any(os.path.isdir(os.path.join(root, m)) for m in _MARKERS[kind])
+    return any((Path(root) / m).is_dir() for m in _MARKERS[kind])
 
 
 def _inspect(kind: TargetKind, discover: Callable[[DoctorConfig], tuple[

@@ -27,8 +27,8 @@ __all__ = [
     "doctor_envelope",
     "envelope",
     "exit_code",
-    "print_json",
     "print_doctor",
+    "print_json",
     "print_table",
     "summary",
 ]
@@ -85,7 +85,8 @@ def print_table(result: ScanResult, console: Console) -> None:
     """Findings grouped by kind (worst first), then a totals line."""
     findings = sorted(result.findings, key=lambda f: (-f.severity.rank, f.kind, f.path))
     if not findings:
-        console.print(f"[green]no findings[/green] in {_safe(result.target)} ({result.target_kind})")
+        console.print(f"[green]no findings[/green] in {_safe(result.target)} "
+                      f"({result.target_kind})")
         return
     table = Table(title=f"{_safe(result.target)} ({result.target_kind})", show_lines=False)
     for col in ("severity", "kind", "path", "link / id", "detail"):
