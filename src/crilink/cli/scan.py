@@ -43,7 +43,8 @@ def progress_callback(label: str) -> Iterator[Callable[[int, int | None], None] 
               "(default: this host's)")
 @click.option("--one-file-system/--cross-file-systems", "one_filesystem", default=True,
               show_default=True, help="stay on the target's filesystem (rootfs scans)")
-@click.option("--deep", is_flag=True, help="stores: also run the symlink checks in each layer's diff/")
+@click.option("--deep", is_flag=True,
+              help="stores: also run the symlink checks in each layer's diff/")
 @click.option("-n", "--namespace", help="containerd: only this namespace")
 @output_option
 @fail_on_option
