@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    except Exception as err:
+    except Exception as err:  # last line of defence: no traceback for operators
         if os.environ.get("CRILINK_DEBUG"):
             traceback.print_exc()
         click.echo(f"crilink: internal error: {type(err).__name__}: {err} "
