@@ -176,6 +176,8 @@ def test_dangling_parent_from_a_parent_record_removed_under_its_child(
     assert dp["severity"] == "error"
     assert dp["detail"] == {"snapshotter": "overlayfs", "kind": "committed",
                             "parent": parent.key, "db": "metadata.db"}
+    ghost = new[("ghost_child", NS, child.key, str(parent.id), _dir(parent))]
+    assert "parent's record is gone" in str(ghost["message"])
     orphan = new[("orphan_dir", None, None, str(parent.id), _dir(parent))]
     assert _bytes(orphan) > 0
     bm = new[("backend_missing", NS, parent_meta, None, f"{SNAPSHOTTER}/metadata.db")]

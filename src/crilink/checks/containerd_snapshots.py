@@ -93,9 +93,11 @@ def _ghost_children(ix: StoreIndex) -> Iterator[Finding]:
             prec = ix.backend_by_id.get((ss, e.parent_id))
             if prec is not None and crec is not None and crec.key == e.child_key:
                 continue
+            why = ("the parent's record is gone (see dangling_parent)" if prec is None
+                   else "the snapshotter refuses to remove the parent")
             yield Finding("ghost_child", Severity.WARNING, ix.dir_path(ss, e.parent_id),
                           f"parents index entry {e.parent_id}->{e.child_id} names a snapshot that "
-                          "does not exist: the snapshotter refuses to remove the parent",
+                          f"does not exist: {why}",
                           namespace=e.child_key.split("/", 1)[0], key=e.child_key,
                           id=str(e.parent_id), detail={"snapshotter": ss, "child_id": e.child_id,
                                                        "db": "metadata.db"})
