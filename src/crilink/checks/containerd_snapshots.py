@@ -44,22 +44,55 @@ def _missing_dirs(ix: StoreIndex) -> Iterator[Finding]:
         d = ix.dir_of(rec)
         if d is None or not d.has_fs:
             broken[(rec.snapshotter, rec.key)] = "dir missing" if d is None else "fs/ missing"
+    ancestors = _ancestor_reasons(ix, broken) if broken else {}
     for rec in ix.backend.values():
-        reason = broken.get((rec.snapshotter, rec.key)) or _broken_ancestor(ix, rec, broken)
+        reason = broken.get((rec.snapshotter, rec.key)) or ancestors.get((rec.snapshotter, rec.key))
         if reason:
             yield _record_finding(ix, "missing_dir", rec, sev=Severity.ERROR,
                                   msg=f"snapshot cannot be mounted: {reason}", reason=reason)
 
 
+def _parent_rec(ix: StoreIndex, rec: BackendSnapshot) -> BackendSnapshot | None:
+    return ix.backend.get((rec.snapshotter, rec.parent)) if rec.parent else None
+
+
+def _ancestor_reasons(ix: StoreIndex, broken: dict[tuple[str, str], str]
+                      ) -> dict[tuple[str, str], str | None]:
+    """:func:`_broken_ancestor` of every record, each parent chain followed once: a record's
+    answer is its parent's (when the parent is not broken itself). Chains that loop are
+    answered one record at a time."""
+    memo: dict[tuple[str, str], str | None] = {}
+    for rec in ix.backend.values():
+        chain: list[BackendSnapshot] = []
+        on_chain: set[tuple[str, str]] = set()
+        cur: BackendSnapshot | None = rec
+        while cur is not None and (k := (cur.snapshotter, cur.key)) not in memo \
+                and k not in on_chain:
+            chain.append(cur)
+            on_chain.add(k)
+            cur = _parent_rec(ix, cur)
+        if cur is not None and (cur.snapshotter, cur.key) in on_chain:
+            for r in chain:
+                memo[(r.snapshotter, r.key)] = _broken_ancestor(ix, r, broken)
+            continue
+        above = memo[(cur.snapshotter, cur.key)] if cur is not None else None
+        for r in reversed(chain):
+            if cur is not None and (cur.snapshotter, cur.key) in broken:
+                above = f"ancestor {cur.key} (id {cur.id}) has its dir or fs/ missing"
+            memo[(r.snapshotter, r.key)] = above
+            cur = r
+    return memo
+
+
 def _broken_ancestor(ix: StoreIndex, rec: BackendSnapshot,
                      broken: dict[tuple[str, str], str]) -> str | None:
     seen = {rec.key}
-    parent = ix.backend.get((rec.snapshotter, rec.parent)) if rec.parent else None
+    parent = _parent_rec(ix, rec)
     while parent is not None and parent.key not in seen:
         if (parent.snapshotter, parent.key) in broken:
             return f"ancestor {parent.key} (id {parent.id}) has its dir or fs/ missing"
         seen.add(parent.key)
-        parent = ix.backend.get((parent.snapshotter, parent.parent)) if parent.parent else None
+        parent = _parent_rec(ix, parent)
     return None
 
 

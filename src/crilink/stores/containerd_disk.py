@@ -103,18 +103,26 @@ def _listdir(path: Path) -> list[str]:
         return []
 
 
+def _subdirs(path: Path) -> list[str]:
+    """Names of the real directories (not symlinks to one) in ``path``, sorted; d_type spares
+    a stat per entry."""
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def _snapshot_dirs(root: Path, snapshotter: str) -> list[SnapshotDir]:
     rel = f"{snapshotter_dir(snapshotter)}/{SNAPSHOTS_SUBDIR}"
     fs = FS_SUBDIR.get(snapshotter, "fs")
+    base = f"{root}/{rel}"
     out = []
-    for name in _listdir(root / rel):
-        full = root / rel / name
-        if not full.is_dir() or full.is_symlink():
-            continue
+    for name in _subdirs(root / rel):
         sid = int(name) if name.isdigit() else None
         if sid is None and not name.startswith(NEW_DIR_PREFIX):
             continue
-        has_fs = (full / fs).is_dir() if fs else True
+        has_fs = os.path.isdir(f"{base}/{name}/{fs}") if fs else True  # noqa: PTH112 - no Path per dir
         out.append(SnapshotDir(snapshotter, name, f"{rel}/{name}", sid, has_fs))
     return out
 

@@ -6,14 +6,16 @@ Sizes are measured lazily (hard-link aware, :mod:`crilink.stores.usage`) and cac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import datetime
 
+from crilink.errors import InputError
 from crilink.stores.containerd import ContainerdState
 from crilink.stores.containerd_disk import SnapshotDir, snapshotter_dir
 from crilink.stores.containerd_gc import Node, NodeType, Reachability, compute_reachability
 from crilink.stores.containerd_model import BackendSnapshot, MetaSnapshot
-from crilink.stores.usage import Usage, usage_of
+from crilink.stores.usage import Usage, usage_each, usage_of
 
 __all__ = ["StoreIndex"]
 
@@ -44,15 +46,35 @@ class StoreIndex:
                 self.container_keys.setdefault((ns.name, c.snapshotter, c.snapshot_key),
                                                []).append(c.id)
         self._sizes: dict[tuple[str, ...], Usage] = {}
+        self._dir_paths = {d.path for d in state.disk.snapshot_dirs}
+        self._dirs_measured = False
 
     # --- paths and sizes
 
     def usage(self, paths: Iterable[str]) -> Usage:
-        """Hard-link-aware usage of store-relative ``paths`` taken together (cached)."""
+        """Hard-link-aware usage of store-relative ``paths`` taken together (cached).
+
+        The first time one snapshot dir is asked for, every snapshot dir is measured, each on
+        its own and several at once (:func:`usage_each`): the checks and the tree ask for
+        nearly all of them.
+        """
         key = tuple(sorted(set(paths)))
+        if (key not in self._sizes and len(key) == 1 and key[0] in self._dir_paths
+                and not self._dirs_measured):
+            self._measure_dirs()
         if key not in self._sizes:
             self._sizes[key] = usage_of([self.state.root / p for p in key])
         return self._sizes[key]
+
+    def _measure_dirs(self) -> None:
+        self._dirs_measured = True
+        rels = sorted(self._dir_paths)
+        root = os.fspath(self.state.root)
+        try:
+            sizes = usage_each([f"{root}/{p}" for p in rels])
+        except InputError:
+            return  # measured one at a time, so that the error names the dir asked for
+        self._sizes.update(((p,), u) for p, u in zip(rels, sizes, strict=True))
 
     def bytes_of(self, *paths: str) -> int:
         return self.usage(paths).exclusive

@@ -12,20 +12,38 @@ neither counted nor entered. Entries that vanish during the walk are skipped. Li
 directory's own ``st_nlink`` is not compared (directories cannot be hard-linked).
 Errors: a tree root that cannot be read raises :class:`crilink.errors.InputError`;
 unreadable subdirectories are counted in ``Usage.errors``.
+
+Speed: one ``lstat`` per entry (``os.scandir`` + ``DirEntry.stat``), and the directories are
+read by a few threads at once (``workers``; the kernel work of ``getdents``/``lstat`` runs
+without the GIL). Each thread keeps its own link counts; they are summed at the end, and a
+directory is entered by exactly one thread, so the result is the one a single walk gives.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from crilink.errors import InputError
 
-__all__ = ["Usage", "tree_usage", "usage_of"]
+__all__ = ["Usage", "default_workers", "tree_usage", "usage_each", "usage_of"]
 
 BLOCK_SIZE = 512  # st_blocks unit on Linux, whatever the filesystem's block size
+MAX_WORKERS = 4  # more threads than this only contend for the GIL
+SPLIT_DIRS = 16  # directories queued per worker before a walk is split between threads
+Key = tuple[int, int]  # (st_dev, st_ino)
+Top = str | bytes
+_S_IFMT, _S_IFDIR = stat.S_IFMT(0o177777), stat.S_IFDIR
+
+
+def default_workers() -> int:
+    """Threads for a walk: the CPUs this process may use, at most ``MAX_WORKERS``."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,67 +61,91 @@ class Usage:
 
 
 class _Walk:
-    """One walk's state: links seen per inode, and the inodes' sizes and link counts."""
+    """One thread's share of a walk: links seen per inode, and the inodes' sizes and link counts.
 
-    def __init__(self, one_filesystem: bool) -> None:
+    ``claim`` decides whether this walk enters a directory; walks that share a claim set never
+    enter the same directory twice.
+    """
+
+    def __init__(self, one_filesystem: bool, claim: Callable[[Key], bool] | None = None) -> None:
         self.one_filesystem = one_filesystem
-        self.seen: dict[tuple[int, int], int] = {}
-        self.info: dict[tuple[int, int], tuple[int, int]] = {}  # -> (bytes, nlink or 0 for dirs)
+        self.seen: dict[Key, int] = {}
+        self.info: dict[Key, tuple[int, int]] = {}  # -> (bytes, nlink or 0 for dirs)
         self.errors = 0
+        self.claim = claim
 
     def add(self, st: os.stat_result, is_dir: bool) -> bool:
+        """Count one link to ``st``'s inode; True if this walk should enter it (a new dir)."""
         key = (st.st_dev, st.st_ino)
         count = self.seen.get(key)
         self.seen[key] = (count or 0) + 1
         if count is None:
             self.info[key] = (st.st_blocks * BLOCK_SIZE, 0 if is_dir else st.st_nlink)
-        return count is None
+            return self.claim is None or not is_dir or self.claim(key)
+        return False
 
-    def walk(self, path: str | bytes, dev: int) -> None:
-        stack: list[str | bytes] = [path]
-        while stack:
-            top = stack.pop()
-            try:
-                it = os.scandir(top)
-            except OSError:
-                self.errors += 1
-                continue
-            with it:
-                for entry in it:
-                    self._entry(entry, dev, stack)
+    def scan(self, top: Top, dev: int, pending: list[Top] | deque[Top]) -> None:
+        """Count the entries of directory ``top``; append its subdirectories to ``pending``.
 
-    def _entry(self, entry: os.DirEntry[str] | os.DirEntry[bytes], dev: int,
-               stack: list[str | bytes]) -> None:
+        The body of :meth:`add` is inlined: this loop runs once per entry of the tree.
+        """
         try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            return
+            it = os.scandir(top)
         except OSError:
             self.errors += 1
             return
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if is_dir and self.one_filesystem and st.st_dev != dev:
-            return
-        if self.add(st, is_dir) and is_dir:
-            stack.append(entry.path)
+        one_fs, seen, info, claim = self.one_filesystem, self.seen, self.info, self.claim
+        with it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    self.errors += 1
+                    continue
+                is_dir = st.st_mode & _S_IFMT == _S_IFDIR
+                if is_dir and one_fs and st.st_dev != dev:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                count = seen.get(key)
+                if count is not None:
+                    seen[key] = count + 1
+                    continue
+                seen[key] = 1
+                if is_dir:
+                    info[key] = (st.st_blocks * BLOCK_SIZE, 0)
+                    if claim is None or claim(key):
+                        pending.append(entry.path)
+                else:
+                    info[key] = (st.st_blocks * BLOCK_SIZE, st.st_nlink)
+
+    def walk(self, stack: list[Top], dev: int) -> _Walk:
+        while stack:
+            self.scan(stack.pop(), dev, stack)
+        return self
+
+    def merge(self, other: _Walk) -> None:
+        for key, count in other.seen.items():
+            self.seen[key] = self.seen.get(key, 0) + count
+        self.info.update(other.info)
+        self.errors += other.errors
 
     def result(self) -> Usage:
         exclusive = shared = 0
+        seen = self.seen
         for key, (size, nlink) in self.info.items():
-            if nlink == 0 or self.seen[key] >= nlink:
+            if nlink == 0 or seen[key] >= nlink:
                 exclusive += size
             else:
                 shared += size
         return Usage(exclusive, shared, len(self.info), self.errors)
 
 
-def usage_of(paths: Iterable[str | bytes | os.PathLike[str]], *,
-             one_filesystem: bool = True, missing_ok: bool = True) -> Usage:
-    """Usage of the union of ``paths`` (each a directory or file), every inode counted once.
-
-    A path that does not exist counts nothing when ``missing_ok``, else raises ``InputError``.
-    """
-    walk = _Walk(one_filesystem)
+def _start(walk: _Walk, paths: Iterable[str | bytes | os.PathLike[str]],
+           missing_ok: bool) -> list[tuple[Top, int]]:
+    """Count the roots themselves; return the directories to enter, with their devices."""
+    tops = []
     for p in paths:
         path = os.fspath(p)
         try:
@@ -116,7 +158,92 @@ def usage_of(paths: Iterable[str | bytes | os.PathLike[str]], *,
             raise InputError(f"measure {os.fsdecode(path)}: {err.strerror}") from err
         is_dir = stat.S_ISDIR(st.st_mode)
         if walk.add(st, is_dir) and is_dir:
-            walk.walk(path, st.st_dev)
+            tops.append((path, st.st_dev))
+    return tops
+
+
+def _walk_split(walk: _Walk, top: Top, dev: int, workers: int) -> None:
+    """Walk ``top`` into ``walk``: breadth-first until there is enough to share, then the
+    queued directories are dealt out to ``workers`` threads, each with its own counts."""
+    queue: deque[Top] = deque([top])
+    while queue and len(queue) < SPLIT_DIRS * workers:
+        walk.scan(queue.popleft(), dev, queue)
+    if not queue:
+        return
+    if workers == 1 or len(queue) < SPLIT_DIRS * workers:
+        walk.walk(list(queue), dev)
+        return
+    lock = threading.Lock()
+    entered = set(walk.info)
+
+    def claim(key: Key) -> bool:
+        with lock:
+            if key in entered:
+                return False
+            entered.add(key)
+            return True
+
+    walk.claim = claim
+    shares = [list(queue)[i::workers] for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        for part in pool.map(lambda s: _Walk(walk.one_filesystem, claim).walk(s, dev), shares):
+            walk.merge(part)
+
+
+def usage_of(paths: Iterable[str | bytes | os.PathLike[str]], *, one_filesystem: bool = True,
+             missing_ok: bool = True, workers: int | None = None) -> Usage:
+    """Usage of the union of ``paths`` (each a directory or file), every inode counted once.
+
+    A path that does not exist counts nothing when ``missing_ok``, else raises ``InputError``.
+    ``workers``: threads that read directories (default :func:`default_workers`); the result
+    does not depend on it.
+    """
+    walk = _Walk(one_filesystem)
+    n = default_workers() if workers is None else max(1, workers)
+    for top, dev in _start(walk, paths, missing_ok):
+        _walk_split(walk, top, dev, n)
+    return walk.result()
+
+
+def usage_each(paths: Sequence[str | bytes | os.PathLike[str]], *, one_filesystem: bool = True,
+               workers: int | None = None) -> list[Usage]:
+    """``[usage_of([p]) for p in paths]``: each tree on its own (an inode linked from two of
+    the trees is shared in both), the trees dealt out to ``workers`` threads.
+
+    A path that does not exist counts nothing; any other unreadable path raises ``InputError``
+    (the first such path in order).
+    """
+    n = min(len(paths), default_workers() if workers is None else max(1, workers))
+    if n <= 1:
+        return [_one(p, one_filesystem) for p in paths]
+    shares = [paths[i::n] for i in range(n)]
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(_each, share, one_filesystem) for share in shares]
+        parts = [f.result() for f in futures]
+    out: list[Usage] = []
+    for i in range(len(paths)):
+        res = parts[i % n][i // n]
+        if isinstance(res, InputError):
+            raise res
+        out.append(res)
+    return out
+
+
+def _each(paths: Sequence[str | bytes | os.PathLike[str]],
+          one_filesystem: bool) -> list[Usage | InputError]:
+    out: list[Usage | InputError] = []
+    for p in paths:
+        try:
+            out.append(_one(p, one_filesystem))
+        except InputError as err:
+            out.append(err)
+    return out
+
+
+def _one(path: str | bytes | os.PathLike[str], one_filesystem: bool) -> Usage:
+    walk = _Walk(one_filesystem)
+    for top, dev in _start(walk, [path], True):
+        walk.walk([top], dev)
     return walk.result()
 
 
