@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-__all__ = ["MAX_LINKS", "Node", "NodeType", "Resolution", "ResolveError", "VFS"]
+__all__ = ["MAX_LINKS", "VFS", "Node", "NodeType", "Resolution", "ResolveError"]
 
 MAX_LINKS = 40  # the kernel's limit on links followed in one lookup (MAXSYMLINKS)
 
@@ -65,6 +65,8 @@ class Resolution:
     ``..`` was applied at the root (an escape for anyone resolving from the host).
     ``cycle`` lists the in-root paths of the links forming a cycle, when ``error`` is LOOP
     and a cycle (not just a long chain) was detected. ``node`` is the target's node.
+    ``text_clamped`` is true when a ``..`` of the looked-up text itself (not of a link body
+    met on the way) was applied at the root: the text climbs above the root from ``start``.
     """
 
     resolved: str
@@ -74,6 +76,7 @@ class Resolution:
     hops: int = 0
     clamped: bool = False
     cycle: tuple[str, ...] = ()
+    text_clamped: bool = False
 
     @property
     def ok(self) -> bool:
