@@ -7,7 +7,6 @@ lazily so that a scan of a directory never imports the BoltDB reader.
 from __future__ import annotations
 
 import importlib
-import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ _DOCKER_MARKERS = ("image/overlay2", "overlay2")
 def detect_target(target: str) -> TargetKind:
     """The kind of ``target``: a store root, an image layout or archive, else a root filesystem."""
     try:
-        st = os.stat(target)
+        st = Path(target).stat()
     except FileNotFoundError as err:
         raise InputError(f"scan {target}: no such file or directory") from err
     except PermissionError as err:
