@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from containerd_daemon import Containerd, containerd_available
+from fixture_ids import diff_ids, fixtures_dir
 
 from crilink.checks.containerd import analyze
 from crilink.stores.containerd import ContainerdStore
@@ -17,6 +21,10 @@ from crilink.stores.containerd_model import MetaSnapshot
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(containerd_available() is not None,
                                  reason=str(containerd_available()))]
+
+LAYOUT = fixtures_dir() / "oci/layout"  # ids looked up: fixture builds are not reproducible
+V1_DIFFS = diff_ids(LAYOUT, "v1")
+BUSYBOX_BASE = V1_DIFFS[0]
 
 SCENARIOS = ["clean", "gc-pending", "orphan-dir", "interrupted-import", "interrupted-unpack",
              "bulk"]
@@ -64,7 +72,7 @@ def test_running_daemon_detected_and_ownerless_active(
     with Containerd(root, gc="delayed") as ctd:
         status = ContainerdStore(root).runtime_status()
         assert status.running and status.pid == ctd.pid
-        parent = "sha256:28c4eee936eaaa3a80e5a666af223c7ddb0149f32b6f90811216d972ff04fe30"
+        parent = BUSYBOX_BASE
         ctd.ctr("-n", "k8s.io", "snapshots", "prepare", "scratch-active", parent)
     _, found = analyze(str(root))
     kinds = {(f.kind, f.key) for f in found}
@@ -88,7 +96,7 @@ def test_gc_apply_stopped_then_running(copy_fixture: Callable[[str], Path],
     # make the store leakier with the real daemon: an unreferenced view and an expired lease
     with Containerd(root, gc="delayed") as ctd:
         images_before = ctd.ctr("-n", "k8s.io", "images", "ls", "-q").stdout
-        base = "sha256:28c4eee936eaaa3a80e5a666af223c7ddb0149f32b6f90811216d972ff04fe30"
+        base = BUSYBOX_BASE
         ctd.ctr("-n", "k8s.io", "snapshots", "view", "leaky-view", base)
         ctd.ctr("-n", "k8s.io", "leases", "create", "--id", "leaky-lease", "--expires", "1s")
     ix, found = analyze(str(root))

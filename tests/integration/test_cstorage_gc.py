@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from fixture_ids import busybox_layers
 
 from crilink.fix.gc_cstorage import GcHow, apply_gc, plan_gc
 from crilink.fix.undo import undo_journal
@@ -16,7 +20,7 @@ from crilink.stores.usage import tree_usage
 pytestmark = pytest.mark.integration
 
 CS = "containers-storage"
-LOST_TOP = "46c4e67ab810698d5c7086f1047a7fe5a099e3502e41f10e8843a6ce2f03f7fa"
+LOST_TOP = busybox_layers()["v2_top"]  # looked up: fixture builds are not byte-reproducible
 
 
 @pytest.fixture

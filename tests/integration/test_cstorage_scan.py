@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from fixture_ids import busybox_layers
+
 from crilink.errors import RuntimeBusyError
 from crilink.model import Finding, Severity, TargetKind
 from crilink.scan import ScanOptions, detect_target, run_scan
@@ -30,10 +33,9 @@ from crilink.stores.usage import tree_usage
 pytestmark = pytest.mark.integration
 
 CS = "containers-storage"
-BUSYBOX_V1_TOP = "add862c985b5af68530d6b7fe5e4287e9c2450ea08e4c30194d1bbacee0a6296"
-BUSYBOX_BASE = "28c4eee936eaaa3a80e5a666af223c7ddb0149f32b6f90811216d972ff04fe30"
-V2_LOST_TOP = "46c4e67ab810698d5c7086f1047a7fe5a099e3502e41f10e8843a6ce2f03f7fa"
-V2_MIDDLE = "b5ffa5d427b9da688b8881952e1437c36fff63e56c7924cc9728fa27c6299400"
+IDS = busybox_layers()  # looked up in the fixtures: builds are not byte-reproducible
+BUSYBOX_V1_TOP, BUSYBOX_BASE = IDS["v1_top"], IDS["base"]
+V2_LOST_TOP, V2_MIDDLE = IDS["v2_top"], IDS["v2_middle"]
 
 
 def scan(root: Path, deep: bool = False) -> list[Finding]:

@@ -7,17 +7,25 @@ minimally, and the edit is documented in the test.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from fixture_ids import chain_ids, diff_ids, fixtures_dir, manifest_digest
+
 from crilink.checks.containerd import analyze
 from crilink.model import Finding
 from crilink.stores.containerd import ContainerdStore
 from crilink.stores.containerd_tree import build_trees, why
 from crilink.stores.usage import tree_usage
+
+LAYOUT = fixtures_dir() / "oci/layout"  # ids looked up: fixture builds are not reproducible
+V1_DIFFS = diff_ids(LAYOUT, "v1")
+BUSYBOX_BASE = V1_DIFFS[0]
 
 SNAPS = "io.containerd.snapshotter.v1.overlayfs/snapshots"
 C = "containerd"
@@ -49,7 +57,7 @@ def test_gc_pending(real_fixtures: Path) -> None:
     k = kinds(found)
     assert [f.key for f in k["backend_unreferenced"]] == ["k8s.io/13/c-created"]
     assert [f.digest for f in k["unreferenced_content"]] == [
-        "sha256:7d4769f59df1bede863d1aeeb8f3574d76ef0c178f3fd2d2dbcf702ab73d5698"]
+        manifest_digest(LAYOUT, "v1")]
     assert [f.key for f in k["unreferenced_snapshot"]] == ["v-view"]
     assert set(k) == {"backend_unreferenced", "unreferenced_content", "unreferenced_snapshot"}
 
@@ -77,9 +85,9 @@ def test_interrupted_import_before_and_after_lease_expiry(real_fixtures: Path) -
     k = kinds(after)
     assert [f.key for f in k["expired_lease"]] == [lease.id]
     (ingest,) = k["stale_ingest"]
-    assert ingest.key == "tar-a36b25510e6a60caac966cc914369b5cb88bab1d0df8467300b8c1f6d2c89d9c.tar"
+    assert ingest.key == f"tar-{V1_DIFFS[1].split(':')[1]}.tar"
     assert ingest.bytes and ingest.bytes >= 1 << 20  # ctr had written 1 MiB of the layer
-    assert [f.digest[:15] for f in k["unreferenced_content"]] == ["sha256:28c4eee9"]
+    assert [f.digest[:15] for f in k["unreferenced_content"]] == [BUSYBOX_BASE[:15]]
 
 
 def test_interrupted_unpack_extract_leftover(real_fixtures: Path) -> None:
@@ -100,7 +108,7 @@ def test_bulk_is_clean_and_tree_counts(real_fixtures: Path) -> None:
 
 def test_why_chain_reaches_the_image(real_fixtures: Path) -> None:
     ix, _ = analyze(root_of(real_fixtures, "clean"))
-    base = "sha256:28c4eee936eaaa3a80e5a666af223c7ddb0149f32b6f90811216d972ff04fe30"
+    base = BUSYBOX_BASE
     chain = why(ix, "k8s.io", base)
     assert chain[0].startswith(("container c-", "image docker.io/crilink/"))
     assert chain[-1].endswith(base)
@@ -108,15 +116,30 @@ def test_why_chain_reaches_the_image(real_fixtures: Path) -> None:
 
 
 def test_missing_dir_on_an_edited_copy(copy_fixture: Callable[[str], Path]) -> None:
-    # edit: delete fs/ of snapshot 2 (the busybox:v1 top layer) in a copy, as a crash in the
+    # edit: delete fs/ of the busybox:v1 top layer's snapshot in a copy, as a crash in the
     # middle of an 'rm -rf' of the dir would; every descendant becomes unusable too
     root = copy_fixture("containerd/clean/root")
-    subprocess.run(["rm", "-rf", str(root / SNAPS / "2" / "fs")], check=True)
+    records = {r.key: r for recs in ContainerdStore(root).read_metadata().backend.values()
+               for r in recs}
+    base_key, top_key = chain_ids(V1_DIFFS)
+    top = next(r for r in records.values() if r.key.endswith("/" + top_key))
+    subprocess.run(["rm", "-rf", str(root / SNAPS / str(top.id) / "fs")], check=True)
     _, found = analyze(str(root))
     missing = {f.id: f.detail["reason"] for f in found if f.kind == "missing_dir"}
-    assert missing["2"] == "fs/ missing"
-    assert {"3", "4", "7", "8", "9"} <= set(missing)  # children of 2, and theirs
-    assert "1" not in missing and "5" not in missing
+    assert missing[str(top.id)] == "fs/ missing"
+
+    def above_top(key: str) -> bool:
+        while key:
+            if key == top.key:
+                return True
+            key = records[key].parent
+        return False
+
+    descendants = {str(r.id) for r in records.values() if r.key != top.key and above_top(r.key)}
+    assert len(descendants) >= 3  # v2's two upper layers, c-ran's active snapshot ...
+    assert set(missing) == {str(top.id)} | descendants
+    base = next(r for r in records.values() if r.key.endswith("/" + base_key))
+    assert str(base.id) not in missing
 
 
 @pytest.mark.skipif(subprocess.run(["id", "-u"], capture_output=True, text=True,
