@@ -25,7 +25,8 @@ from crilink.model import Finding, Severity
 from crilink.pathres.base import Node, Resolution, ResolveError
 from crilink.pathres.resolve import Resolver
 
-__all__ = ["ABSOLUTE", "DANGLING", "ESCAPES_ROOT", "LOOP", "HostView", "symlink_findings"]
+__all__ = ["ABSOLUTE", "DANGLING", "ESCAPES_ROOT", "LOOP", "HostView", "findings_for",
+           "symlink_findings"]
 
 DANGLING = "dangling"
 LOOP = "loop"
@@ -71,7 +72,16 @@ def _dangling(path: str, text: str, res: Resolution, layer: str | None) -> Findi
 def symlink_findings(resolver: Resolver, path: str, text: str, *, layer: str | None = None,
                      host_check: HostCheck | None = None) -> list[Finding]:
     """The findings for the symlink at ``path`` (its parent a resolved in-root dir)."""
-    res = resolver.follow(path, text)
+    return findings_for(path, text, resolver.follow(path, text), layer=layer,
+                        host_check=host_check)
+
+
+def findings_for(path: str, text: str, res: Resolution, *, layer: str | None = None,
+                 host_check: HostCheck | None = None) -> list[Finding]:
+    """The findings for the symlink at ``path`` whose following gave ``res``.
+
+    A relative link that resolves without climbing above the root gives none.
+    """
     out: list[Finding] = []
     if res.error is ResolveError.LOOP:
         out.append(_loop(path, text, res, layer))

@@ -17,18 +17,20 @@ directory that could not be listed, so the scan is incomplete there (``detail.re
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
 import stat
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crilink.checks.links import HostView, symlink_findings
-from crilink.errors import InputError
+from crilink.checks.links import HostView, findings_for
+from crilink.errors import CrilinkError, InputError
 from crilink.formats.mountinfo import VIRTUAL_FS, device_types
 from crilink.model import Finding, ScanResult, Severity, TargetKind
-from crilink.pathres.base import Node
+from crilink.pathres.base import Node, NodeType
 from crilink.pathres.dirvfs import DirVFS
 from crilink.pathres.fdopen import openat2, openat2_available
 from crilink.pathres.resolve import Resolver
@@ -42,7 +44,12 @@ UNREADABLE = "unreadable"
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_PROGRESS_EVERY = 20_000
+_PROGRESS_DIRS = 256  # progress is reported every so many directories
+_HOST_MEMO = 1 << 14  # absolute texts whose host view is remembered
+_PARALLEL_AFTER = 20_000  # entries walked in one process before a tree counts as big
+_MIN_UNITS = 8  # subtrees in the frontier before they are shared out
+_MAX_WORKERS = 4
+_CHUNKS_PER_WORKER = 8
 Progress = Callable[[int, int | None], None]
 
 
@@ -60,16 +67,52 @@ def _open_root(path: str) -> int:
         raise InputError(f"scan {path}: {err.strerror}") from err
 
 
+_CHUNK = 3000  # bytes of path per open: PATH_MAX is 4096, deep trees are longer
+
+
+def _chunks(rel: str) -> list[str]:
+    """``rel`` cut at slashes into pieces shorter than :data:`_CHUNK` (a name stays whole)."""
+    if len(rel) < _CHUNK:
+        return [rel]
+    out, cur = [], ""
+    for name in rel.split("/"):
+        if cur and len(cur) + len(name) + 1 >= _CHUNK:
+            out.append(cur)
+            cur = name
+        else:
+            cur = f"{cur}/{name}" if cur else name
+    out.append(cur)
+    return out
+
+
 def _open_below(root_fd: int, rel: str) -> int:
-    """Open directory ``rel`` (root-relative, link-free) below ``root_fd``, following no link."""
+    """Open directory ``rel`` (root-relative, link-free) below ``root_fd``, following no link.
+
+    Paths longer than PATH_MAX are opened a piece at a time, each piece beneath the last.
+    """
+    fd = root_fd
+    try:
+        for piece in _chunks(rel):
+            nfd = _open_piece(fd, piece)
+            if fd != root_fd:
+                os.close(fd)
+            fd = nfd
+    except BaseException:
+        if fd != root_fd:
+            os.close(fd)
+        raise
+    return fd
+
+
+def _open_piece(dir_fd: int, rel: str) -> int:
     if _HAVE_OPENAT2:
         while True:
             try:
-                return openat2(root_fd, rel, _DIR_FLAGS, 0,
+                return openat2(dir_fd, rel, _DIR_FLAGS, 0,
                                RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
             except BlockingIOError:
                 continue  # EAGAIN: a rename raced the lookup
-    fd = os.dup(root_fd)
+    fd = os.dup(dir_fd)
     try:
         for name in rel.split("/"):
             nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
@@ -93,13 +136,23 @@ def host_check_for(root_fd: int) -> Callable[[str, Node | None], HostView] | Non
     """What the host makes of an absolute link text; ``None`` when the root is the host's /."""
     if _same_file_as_host_root(root_fd):
         return None
+    seen: dict[str, tuple[int, int] | None] = {}
 
     def check(text: str, node: Node | None) -> HostView:
-        try:
-            st = Path(text).stat()  # the host's view; stat only, nothing is opened
-        except (OSError, ValueError):
+        if text in seen:
+            ident = seen[text]
+        else:
+            try:
+                st = os.stat(text)  # noqa: PTH116 - the host's view: one stat, hot path
+                ident = (st.st_dev, st.st_ino)
+            except (OSError, ValueError):
+                ident = None
+            if len(seen) > _HOST_MEMO:
+                seen.clear()
+            seen[text] = ident
+        if ident is None:
             return HostView.MISSING
-        if node is not None and (st.st_dev, st.st_ino) == (node.dev, node.ino):
+        if node is not None and ident == (node.dev, node.ino):
             return HostView.SAME
         return HostView.DIFFERENT
 
@@ -115,37 +168,56 @@ def _read_text(path: str) -> str:
 
 
 @dataclass(slots=True)
-class _Walk:
-    """One walk of the tree below ``root_fd``; counters and findings accumulate here."""
+class _Part:
+    """What one piece of the walk found (a worker sends its parts back to the parent)."""
 
-    root_fd: int
-    one_filesystem: bool
-    fs_types: dict[tuple[int, int], str]
-    resolver: Resolver
-    host_check: Callable[[str, Node | None], HostView] | None
-    progress: Progress | None
     findings: list[Finding] = field(default_factory=list)
     entries: int = 0
     dirs: int = 0
     symlinks: int = 0
     skipped_mounts: int = 0
     unreadable: int = 0
+    error: str = ""
 
-    def run(self) -> None:
-        root_dev = os.fstat(self.root_fd).st_dev
-        stack: list[str] = [""]  # root-relative dir paths, "" is the root
-        while stack:
-            rel = stack.pop()
-            fd = self.root_fd if not rel else self._open(rel)
-            if fd < 0:
-                continue
-            try:
-                self._list(fd, rel, root_dev, stack)
-            finally:
-                if fd != self.root_fd:
-                    os.close(fd)
+    def merge(self, other: _Part) -> None:
+        self.findings.extend(other.findings)
+        self.entries += other.entries
+        self.dirs += other.dirs
+        self.symlinks += other.symlinks
+        self.skipped_mounts += other.skipped_mounts
+        self.unreadable += other.unreadable
+        self.error = self.error or other.error
 
-    def _open(self, rel: str) -> int:
+    def stats(self) -> dict[str, int]:
+        return {"entries": self.entries, "dirs": self.dirs, "symlinks": self.symlinks,
+                "skipped_mounts": self.skipped_mounts, "unreadable_dirs": self.unreadable}
+
+
+class _Walker:
+    """Lists directories below ``root_fd`` and judges their links (one resolver per process)."""
+
+    def __init__(self, root_fd: int, one_filesystem: bool, fs_types: dict[tuple[int, int], str],
+                 host_check: Callable[[str, Node | None], HostView] | None) -> None:
+        self.root_fd = root_fd
+        self.root_dev = os.fstat(root_fd).st_dev
+        self.one_filesystem = one_filesystem
+        self.fs_types = fs_types
+        self.host_check = host_check
+        self.resolver = Resolver(DirVFS.from_fd(root_fd))
+
+    def list_dir(self, rel: str, part: _Part) -> list[str]:
+        """List directory ``rel`` (root-relative, "" is the root), judge its links, count its
+        entries; returns the subdirectories to walk next."""
+        fd = self.root_fd if not rel else self._open(rel, part)
+        if fd < 0:
+            return []
+        try:
+            return self._list(fd, rel, part)
+        finally:
+            if fd != self.root_fd:
+                os.close(fd)
+
+    def _open(self, rel: str, part: _Part) -> int:
         try:
             return _open_below(self.root_fd, rel)
         except FileNotFoundError:
@@ -153,81 +225,172 @@ class _Walk:
         except OSError as err:
             if err.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
                 return -1  # swapped for a link or a file meanwhile: not followed
-            self._unreadable(rel, err)
+            _unreadable(part, "/" + rel, err)
             return -1
 
-    def _unreadable(self, rel: str, err: OSError) -> None:
-        self.unreadable += 1
-        reason = errno.errorcode.get(err.errno or 0, "error").lower()
-        self.findings.append(Finding(
-            UNREADABLE, Severity.WARNING, "/" + rel,
-            message=f"cannot list this directory ({err.strerror}); the scan is incomplete here",
-            detail={"reason": reason}))
-
-    def _list(self, fd: int, rel: str, root_dev: int, stack: list[str]) -> None:
-        prefix = "/" + rel + "/" if rel else "/"
-        self.dirs += 1
+    def _list(self, fd: int, rel: str, part: _Part) -> list[str]:
+        part.dirs += 1
+        links: list[str] = []
+        subdirs: list[os.DirEntry[str]] = []
+        count = 0
         try:
-            it = os.scandir(fd)
-        except OSError as err:
-            self._unreadable(rel, err)
-            return
-        with it:
-            while True:
-                try:
-                    entry = next(it, None)
-                except OSError as err:
-                    self._unreadable(rel, err)
-                    return
-                if entry is None:
-                    return
-                self._entry(fd, entry, prefix, root_dev, stack)
+            with os.scandir(fd) as it:
+                for entry in it:
+                    count += 1
+                    if entry.is_symlink():
+                        links.append(entry.name)
+                    elif entry.is_dir(follow_symlinks=False):
+                        subdirs.append(entry)
+        except OSError as err:  # listing failed part way: judge what was listed
+            _unreadable(part, "/" + rel, err)
+        part.entries += count
+        prefix = "/" + rel + "/" if rel else "/"
+        out = self._subdirs(subdirs, prefix, part)
+        if links:
+            part.symlinks += len(links)
+            self._judge(fd, prefix, links, part)
+        return out
 
-    def _entry(self, fd: int, entry: os.DirEntry[str], prefix: str, root_dev: int,
-               stack: list[str]) -> None:
-        self.entries += 1
-        if self.progress is not None and not self.entries % _PROGRESS_EVERY:
-            self.progress(self.entries, None)
-        name = entry.name
-        if entry.is_symlink():
-            self.symlinks += 1
-            path = prefix + name
-            try:
-                text = os.readlink(name, dir_fd=fd)
-            except OSError:
-                return  # replaced meanwhile: nothing to judge
-            self.findings.extend(symlink_findings(self.resolver, path, text,
-                                                  host_check=self.host_check))
-        elif entry.is_dir(follow_symlinks=False):
+    def _subdirs(self, entries: list[os.DirEntry[str]], prefix: str, part: _Part) -> list[str]:
+        out = []
+        note = self.resolver.note_dir
+        for entry in entries:
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
-                return
+                continue
             if not stat.S_ISDIR(st.st_mode):
-                return
-            if st.st_dev != root_dev and self._skip_mount(st.st_dev):
-                self.skipped_mounts += 1
-                return
-            stack.append(prefix[1:] + name)
+                continue
+            if st.st_dev != self.root_dev and self._skip_mount(st.st_dev):
+                part.skipped_mounts += 1
+                continue
+            path = prefix + entry.name
+            note(path, Node(NodeType.DIR, st.st_dev, st.st_ino))
+            out.append(path[1:])
+        return out
+
+    def _judge(self, fd: int, prefix: str, names: list[str], part: _Part) -> None:
+        """Findings for the links ``names`` of the directory open at ``fd``; a clean relative
+        link costs a readlink and a lookup, no record."""
+        dirpath = prefix[:-1] or "/"
+        follow = self.resolver.follow_from
+        out = part.findings
+        for name in names:
+            try:
+                text = os.readlink(name, dir_fd=fd)
+            except OSError:
+                continue  # replaced meanwhile: nothing to judge
+            try:
+                res = follow(dirpath, text)
+            except CrilinkError as err:  # a lookup on the way failed (EACCES ...)
+                out.append(Finding(UNREADABLE, Severity.WARNING, prefix + name, link=text,
+                                   message=f"cannot resolve this link: {err}",
+                                   detail={"reason": "lookup_failed"}))
+                continue
+            if res.error is None and not res.text_clamped and text[:1] != "/":
+                continue
+            out.extend(findings_for(prefix + name, text, res, host_check=self.host_check))
 
     def _skip_mount(self, dev: int) -> bool:
         fstype = self.fs_types.get((os.major(dev), os.minor(dev)), "")
         return self.one_filesystem or fstype in VIRTUAL_FS
 
 
+def _unreadable(part: _Part, path: str, err: OSError) -> None:
+    part.unreadable += 1
+    reason = errno.errorcode.get(err.errno or 0, "error").lower()
+    part.findings.append(Finding(
+        UNREADABLE, Severity.WARNING, path,
+        message=f"cannot list this directory ({err.strerror}); the scan is incomplete here",
+        detail={"reason": reason}))
+
+
+_WALKER: _Walker | None = None  # what a forked worker inherits from the parent
+
+
+def _walk_subtree(rel: str) -> _Part:
+    """A worker's job: the whole subtree at ``rel``, depth first."""
+    assert _WALKER is not None  # set by the parent before it forks
+    part = _Part()
+    stack = [rel]
+    try:
+        while stack:
+            stack.extend(_WALKER.list_dir(stack.pop(), part))
+    except CrilinkError as err:
+        part.error = str(err)
+    return part
+
+
+def _walk_subtrees(rels: list[str]) -> _Part:
+    part = _Part()
+    for rel in rels:
+        part.merge(_walk_subtree(rel))
+    return part
+
+
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_WORKERS))
+
+
+def _walk(walker: _Walker, progress: Progress | None, workers: int) -> _Part:
+    """Breadth first in this process; once the tree proves big, the frontier's subtrees are
+    shared out to ``workers`` forked processes (each with its own resolver)."""
+    total = _Part()
+    queue: deque[str] = deque([""])
+    while queue:
+        if workers > 1 and total.entries >= _PARALLEL_AFTER and len(queue) >= _MIN_UNITS:
+            return _fan_out(walker, list(queue), total, progress, workers)
+        queue.extend(walker.list_dir(queue.popleft(), total))
+        if progress is not None and total.dirs % _PROGRESS_DIRS == 0:
+            progress(total.entries, None)
+    return total
+
+
+def _fan_out(walker: _Walker, units: list[str], total: _Part, progress: Progress | None,
+             workers: int) -> _Part:
+    global _WALKER  # noqa: PLW0603 - the one way to hand an fd-holding walker to forked workers
+    per = max(1, len(units) // (workers * _CHUNKS_PER_WORKER))
+    batches = [units[i:i + per] for i in range(0, len(units), per)]
+    _WALKER = walker
+    try:
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        try:
+            for part in pool.imap_unordered(_walk_subtrees, batches):
+                total.merge(part)
+                if progress is not None:
+                    progress(total.entries, None)
+        finally:
+            pool.close()
+            pool.join()
+    finally:
+        _WALKER = None
+    if total.error:
+        raise InputError(total.error)
+    return total
+
+
 def scan_root_fd(root_fd: int, *, one_filesystem: bool = True, mountinfo: str = "",
                  host_check: Callable[[str, Node | None], HostView] | None = None,
-                 progress: Progress | None = None) -> tuple[list[Finding], dict[str, int]]:
-    """Every finding below the directory open at ``root_fd``, and the walk's counters."""
-    walk = _Walk(root_fd, one_filesystem, device_types(mountinfo),
-                 Resolver(DirVFS.from_fd(root_fd)), host_check, progress)
-    walk.run()
+                 progress: Progress | None = None,
+                 workers: int | None = None) -> tuple[list[Finding], dict[str, int]]:
+    """Every finding below the directory open at ``root_fd``, and the walk's counters.
+
+    ``workers`` (default: the usable cores, at most 4) processes share a big tree.
+    """
+    walker = _Walker(root_fd, one_filesystem, device_types(mountinfo), host_check)
+    total = _walk(walker, progress, workers or _workers())
     if progress is not None:
-        progress(walk.entries, walk.entries)
-    walk.findings.sort(key=lambda f: (f.path, f.kind))
-    stats = {"entries": walk.entries, "dirs": walk.dirs, "symlinks": walk.symlinks,
-             "skipped_mounts": walk.skipped_mounts, "unreadable_dirs": walk.unreadable}
-    return walk.findings, stats
+        progress(total.entries, total.entries)
+    total.findings.sort(key=_order)
+    return total.findings, total.stats()
+
+
+def _order(f: Finding) -> tuple[str, str]:
+    return (f.path, f.kind)
 
 
 def _scan(target: str, root: str, kind: TargetKind, mountinfo: str,

@@ -30,7 +30,8 @@ _SYMLINK = NodeType.SYMLINK
 _MISSING = ResolveError.MISSING
 _NOTDIR = ResolveError.NOT_A_DIRECTORY
 _LOOP = ResolveError.LOOP
-_CACHE_LIMIT = 1 << 20  # entries per memo before it is dropped (bounds memory on huge trees)
+_CACHE_LIMIT = 1 << 17  # entries per memo before it is dropped (bounds memory on huge trees)
+_SKIP_CHECKS = frozenset({8, 16, 24, 32})  # trace lengths at which a cycle is looked for
 
 
 def split_path(text: str) -> list[str]:
@@ -111,13 +112,60 @@ class Resolver:
             self._texts[path] = text
         return text
 
+    def note_dir(self, path: str, node: Node) -> None:
+        """Record that ``path`` is a real directory (seen by a walk): saves its ``lstat``."""
+        if len(self._nodes) > _CACHE_LIMIT:
+            self._nodes.clear()
+        self._nodes[path] = node
+
     def follow(self, link_path: str, link_text: str) -> Resolution:
         """What following the link at ``link_path`` (whose text is ``link_text``) reaches.
 
         Counts the link itself as one hop, as opening ``link_path`` would; ``text_clamped``
         refers to ``link_text``. ``link_path``'s parent must be a resolved directory.
         """
-        return self.resolve(link_text, start=parent_of(link_path), hops=1)
+        return self.follow_from(parent_of(link_path), link_text)
+
+    def follow_from(self, parent: str, text: str) -> Resolution:
+        """:meth:`follow` for a link in directory ``parent`` (a resolved in-root dir path).
+
+        Fast path: a text whose every component but the last is ``.``, ``..`` or a known real
+        directory, and whose last is a name that is not a link, is resolved lexically from
+        ``parent`` (``..`` of a link-free path is its lexical parent); anything else takes the
+        exact walk. Results are exactly those of :meth:`resolve`.
+        """
+        if not text or text[-1] == "/":
+            return self.resolve(text, start=parent, hops=1)
+        cur = "/" if text[0] == "/" else parent
+        comps = text.split("/")
+        last = comps.pop()
+        if last in (".", ".."):
+            return self.resolve(text, start=parent, hops=1)
+        clamped = False
+        nodes = self._nodes
+        for name in comps:
+            if not name or name == ".":
+                continue
+            if name == "..":
+                if cur == "/":
+                    clamped = True
+                else:
+                    cur = cur[: cur.rindex("/")] or "/"
+                continue
+            path = "/" + name if cur == "/" else cur + "/" + name
+            node = nodes.get(path)
+            if node is None or node.type is not _DIR:
+                node = self.lstat(path)
+                if node is None or node.type is not _DIR:
+                    return self.resolve(text, start=parent, hops=1)
+            cur = path
+        path = "/" + last if cur == "/" else cur + "/" + last
+        node = self.lstat(path)
+        if node is None:
+            return Resolution(cur, last, _MISSING, None, 1, clamped, (), clamped)
+        if node.type is _SYMLINK:
+            return self.resolve(text, start=parent, hops=1)
+        return Resolution(path, "", None, node, 1, clamped, (), clamped)
 
     def resolve(self, unsafe_path: str, *, follow_last: bool = True, start: str = "/",
                 hops: int = 0) -> Resolution:
@@ -267,10 +315,32 @@ class _Walk:
         self.cur, self.node = path, node
         return None
 
+    def _skip_cycles(self) -> None:
+        """Jump over whole turns of a cycle that ends at the newest trace entry.
+
+        When link ``p`` is followed at depth ``n`` and was followed before at the same depth
+        with nothing below ``n`` consumed in between, the walk's state (directory, stack) is
+        the same as then: it repeats every ``k`` hops. Skipping a multiple of ``k`` hops that
+        stays within the budget changes nothing but the work; the trace keeps the first
+        turn, so the reported cycle is the same.
+        """
+        trace = self.trace
+        path, depth, low = trace[-1]
+        for i in range(len(trace) - 2, -1, -1):
+            if trace[i][0] == path and trace[i][1] == depth and low >= depth:
+                period = len(trace) - 1 - i
+                budget = self.r.max_links - self.hops
+                if budget > 0:
+                    self.hops += (budget // period) * period
+                return
+            low = min(low, trace[i][2])
+
     def _link(self, path: str, name: str, n: int) -> Resolution | None:
         self.hops += 1
         self.trace.append((path, n, self.low))
         self.low = n
+        if len(self.trace) in _SKIP_CHECKS:
+            self._skip_cycles()
         if self.hops > self.r.max_links:
             return self._result(self.cur, _LOOP, self._rest(name), cycle=_find_cycle(self.trace))
         text = self.r.readlink(path)
