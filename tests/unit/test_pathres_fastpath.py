@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from test_pathres_kernel import TEXTS, trees
 from treespec import parse, to_memory
 
+from crilink.checks.rootfs import _climb_within
 from crilink.pathres import NodeType, Resolver
 
 texts = st.lists(st.sampled_from(sorted(TEXTS, key=len)), min_size=4, max_size=16)
@@ -57,3 +58,17 @@ def test_cycle_skip_keeps_the_reported_cycle() -> None:
     assert res.error is not None and res.error.value == "loop"
     assert res.hops == 41
     assert res.cycle == ("/c", "/d")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(specs=trees(), probes=texts)
+def test_climb_within_never_hides_an_escape(specs: list[str], probes: list[str]) -> None:
+    """The scan skips links the kernel resolves when ``_climb_within`` says the text cannot
+    climb above the root; the resolver must then agree that it does not."""
+    memory = to_memory(specs)
+    resolver = Resolver(memory)
+    for parent in _real_dirs(specs):
+        depth = 0 if parent == "/" else parent.count("/")
+        for text in probes:
+            if not text.startswith("/") and _climb_within(text, depth):
+                assert not resolver.follow_from(parent, text).text_clamped, (parent, text)

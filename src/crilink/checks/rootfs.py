@@ -32,7 +32,7 @@ from crilink.formats.mountinfo import VIRTUAL_FS, device_types
 from crilink.model import Finding, ScanResult, Severity, TargetKind
 from crilink.pathres.base import Node, NodeType
 from crilink.pathres.dirvfs import DirVFS
-from crilink.pathres.fdopen import openat2, openat2_available
+from crilink.pathres.fdopen import in_root_probe, openat2, openat2_available
 from crilink.pathres.resolve import Resolver
 
 if TYPE_CHECKING:
@@ -204,6 +204,7 @@ class _Walker:
         self.fs_types = fs_types
         self.host_check = host_check
         self.resolver = Resolver(DirVFS.from_fd(root_fd))
+        self.probe = in_root_probe()
 
     def list_dir(self, rel: str, part: _Part) -> list[str]:
         """List directory ``rel`` (root-relative, "" is the root), judge its links, count its
@@ -275,11 +276,17 @@ class _Walker:
         dirpath = prefix[:-1] or "/"
         follow = self.resolver.follow_from
         out = part.findings
+        probe, root_fd = self.probe, self.root_fd
+        depth = prefix.count("/") - 1
+        rel = os.fsencode(prefix[1:])
         for name in names:
             try:
                 text = os.readlink(name, dir_fd=fd)
             except OSError:
                 continue  # replaced meanwhile: nothing to judge
+            if probe is not None and text[:1] != "/" and _climb_within(text, depth) \
+                    and probe(root_fd, rel + os.fsencode(name)):
+                continue  # the kernel reaches a target and the text cannot climb above /
             try:
                 res = follow(dirpath, text)
             except CrilinkError as err:  # a lookup on the way failed (EACCES ...)
@@ -294,6 +301,20 @@ class _Walker:
     def _skip_mount(self, dev: int) -> bool:
         fstype = self.fs_types.get((os.major(dev), os.minor(dev)), "")
         return self.one_filesystem or fstype in VIRTUAL_FS
+
+
+def _climb_within(text: str, depth: int) -> bool:
+    """True when relative ``text``, followed from a link-free dir ``depth`` levels below the
+    root, cannot apply a ``..`` of its own at the root: every ``..`` comes before the first
+    name (so the climb is lexical) and there are at most ``depth`` of them. Anything else
+    (``a/../b``) is left to the resolver, which tracks the physical climb."""
+    ups = 0
+    for comp in text.split("/"):
+        if comp == "..":
+            ups += 1
+        elif comp and comp != ".":
+            return "/.." not in text[text.index(comp):] and ups <= depth
+    return ups <= depth
 
 
 def _unreadable(part: _Part, path: str, err: OSError) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime
-from typing import IO, Any
 
 import click
 
@@ -16,34 +14,6 @@ from crilink.report import SCHEMA_VERSION, print_json
 from crilink.stores.containerd_tree import NamespaceTree, SnapshotEntry, build_trees, why
 
 __all__ = ["command"]
-
-
-ROWS_KEY = "snapshots"  # its list is written one object per line
-
-
-def _json(value: Any, out: IO[str], pad: str = "") -> None:
-    """JSON as ``report.print_json`` writes it (2-space indent, ASCII escapes), except that each
-    snapshot is one line: C-encoded, greppable, and 5x quicker for 10,000 snapshots."""
-    inner = pad + "  "
-    if isinstance(value, dict) and value:
-        out.write("{\n")
-        for i, (k, v) in enumerate(value.items()):
-            out.write(f",\n{inner}" if i else inner)
-            out.write(json.dumps(k) + ": ")
-            if k == ROWS_KEY and isinstance(v, list) and v:
-                rows = f",\n{inner}  ".join(json.dumps(r, ensure_ascii=True) for r in v)
-                out.write(f"[\n{inner}  {rows}\n{inner}]")
-            else:
-                _json(v, out, inner)
-        out.write(f"\n{pad}}}")
-    elif isinstance(value, list) and value:
-        out.write("[\n")
-        for i, v in enumerate(value):
-            out.write(f",\n{inner}" if i else inner)
-            _json(v, out, inner)
-        out.write(f"\n{pad}]")
-    else:
-        out.write(json.dumps(value, ensure_ascii=True))
 
 
 def _line(e: SnapshotEntry) -> str:
@@ -101,8 +71,8 @@ def command(root: str | None, namespace: str | None, snapshotter: str, why_key: 
         return
     trees = build_trees(ix, found, namespace)
     if output == "json":
-        _json({"schema": SCHEMA_VERSION, "target": root,
-               "namespaces": [t.to_json() for t in trees]}, sys.stdout)
+        print_json({"schema": SCHEMA_VERSION, "target": root,
+                    "namespaces": [t.to_json() for t in trees]}, sys.stdout)
         sys.stdout.write("\n")
         return
     for tree in trees:

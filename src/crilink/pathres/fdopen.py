@@ -17,13 +17,14 @@ import ctypes
 import errno
 import os
 import platform
+from collections.abc import Callable
 from functools import cache
 
 from crilink.pathres.base import NodeType
 from crilink.pathres.dirvfs import DirVFS
 from crilink.pathres.resolve import Resolver, split_path
 
-__all__ = ["open_dir_in_root", "open_in_root", "openat2", "openat2_available"]
+__all__ = ["in_root_probe", "open_dir_in_root", "open_in_root", "openat2", "openat2_available"]
 
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
@@ -55,6 +56,31 @@ def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = 0)
         err = ctypes.get_errno()
         raise OSError(err, f"openat2 {path!r}: {os.strerror(err)}")
     return fd
+
+
+def in_root_probe() -> Callable[[int, bytes], bool] | None:
+    """A quick yes/no: does ``path`` (bytes, relative to root fd) resolve inside the root?
+
+    One ``openat2(O_PATH, RESOLVE_IN_ROOT)`` with a prebuilt argument block, the fd closed
+    at once: a few microseconds, for scans that judge millions of links. ``False`` means any
+    failure (missing, not a directory, loop, EAGAIN, too long ...): ask the resolver then.
+    ``None`` where the kernel has no ``openat2``.
+    """
+    nr = _SYS_OPENAT2.get(platform.machine())
+    if nr is None or not openat2_available():
+        return None
+    syscall, close = _libc().syscall, os.close
+    how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    how_ref, how_size = ctypes.byref(how), ctypes.sizeof(how)
+
+    def probe(root_fd: int, path: bytes) -> bool:
+        fd = int(syscall(nr, root_fd, path, how_ref, how_size))
+        if fd < 0:
+            return False
+        close(fd)
+        return True
+
+    return probe  # how_ref (a byref) keeps the argument block alive
 
 
 @cache

@@ -31,7 +31,7 @@ _MISSING = ResolveError.MISSING
 _NOTDIR = ResolveError.NOT_A_DIRECTORY
 _LOOP = ResolveError.LOOP
 _CACHE_LIMIT = 1 << 17  # entries per memo before it is dropped (bounds memory on huge trees)
-_SKIP_CHECKS = frozenset({8, 16, 24, 32})  # trace lengths at which a cycle is looked for
+_SKIP_CHECKS = frozenset({3, 5, 8, 12, 16, 24, 32})  # trace lengths at which a cycle is looked for
 
 
 def split_path(text: str) -> list[str]:
