@@ -187,6 +187,21 @@ def test_gzip_followed_by_garbage_is_corrupt() -> None:
     assert err.value.reason is MalformedReason.CORRUPT_COMPRESSION
 
 
+@pytest.mark.parametrize("offset", [-8, -6, -2])  # the CRC-32 and the length of the trailer
+def test_gzip_trailer_damage_is_corrupt(offset: int) -> None:
+    blob = bytearray(gzip.compress(make_tar([(info("a"), b"x" * 5000)]), mtime=0))
+    blob[offset] ^= 0xFF
+    stream = LayerStream(io.BytesIO(bytes(blob)))
+    reader = TarReader(stream)
+    list(reader)
+    if reader.problem is not None:  # the inflater checked the trailer with the tar's last bytes
+        assert reader.problem.reason is MalformedReason.CORRUPT_COMPRESSION
+        return
+    with pytest.raises(MalformedLayerError) as err:
+        stream.drain()
+    assert err.value.reason is MalformedReason.CORRUPT_COMPRESSION
+
+
 def test_sniff_unknown() -> None:
     assert sniff_compression(b"\xfd7zXZ\x00") is Compression.UNKNOWN
     assert sniff_compression(b"BZh91A") is Compression.UNKNOWN

@@ -14,9 +14,11 @@ stable ``reason``; I/O errors of the underlying file raise it too (``reason`` ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import zlib
 from enum import StrEnum
+from types import ModuleType
 from typing import Protocol
 
 import zstandard
@@ -39,6 +41,10 @@ SNIFF_BYTES = 6
 RAW_CHUNK = 256 * 1024
 ZSTD_FEED = 1024
 GZIP_MAX_OUT = 1024 * 1024
+_inflate: ModuleType = zlib
+with contextlib.suppress(ImportError):  # a platform without isal's wheels keeps zlib
+    from isal import isal_zlib as _inflate  # ISA-L: zlib's API, about twice as fast inflating
+_INFLATE_ERRORS = (zlib.error, _inflate.error)
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer (CRC-32, size) checked by zlib
 
 
@@ -160,12 +166,12 @@ class _Gzip(_Framed):
     kind, magic = "gzip", GZIP_MAGIC
 
     def _new(self) -> None:
-        self._d = zlib.decompressobj(GZIP_WBITS)
+        self._d = _inflate.decompressobj(GZIP_WBITS)
 
     def _step(self, data: bytes) -> tuple[bytes, bool, bytes]:
         try:
             out = self._d.decompress(data, GZIP_MAX_OUT)
-        except zlib.error as err:
+        except _INFLATE_ERRORS as err:
             raise MalformedLayerError(MalformedReason.CORRUPT_COMPRESSION,
                                       f"gzip data corrupt: {err}") from err
         if self._d.eof:
