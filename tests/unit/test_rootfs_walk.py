@@ -185,3 +185,44 @@ def test_mounts_inside_are_skipped(tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", str(root / "proc")], check=False)
         subprocess.run(["umount", str(root / "mnt")], check=False)
+
+
+def test_bind_mount_loop_ends(tmp_path: Path) -> None:
+    """``mount --bind a a/b/c`` on the same filesystem: find says "File system loop
+    detected"; the scan walks each directory once and counts the repeat."""
+    root = build(tmp_path / "root", ["dir a/b/c", "symlink a/b/gone nope"])
+    subprocess.run(["mount", "--bind", str(root / "a"), str(root / "a/b/c")], check=True)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "crilink.cli.main", "scan", str(root),
+                               "-o", "json"], capture_output=True, text=True, timeout=120,
+                              check=False)
+        doc = json.loads(proc.stdout)
+        assert proc.returncode == 1
+        assert [f["path"] for f in doc["findings"]] == ["/a/b/gone"]
+        assert doc["summary"]["stats"]["repeated_dirs"] == 1
+    finally:
+        subprocess.run(["umount", str(root / "a/b/c")], check=False)
+
+
+def test_tree_deeper_than_path_max(tmp_path: Path) -> None:
+    """1,500 levels (paths of 3,000+ bytes): scan and fix walk it; a relative rewrite that
+    would not fit in a symlink is planned as too_long, not attempted."""
+    root = tmp_path / "deep"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1500):
+        os.mkdir("d", dir_fd=fd)
+        nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    os.symlink("/d/d", "abs", dir_fd=fd)
+    os.symlink("nope", "gone", dir_fd=fd)
+    os.close(fd)
+    code, doc = scan_json(root)
+    assert code == 1
+    assert sorted(f["kind"] for f in doc["findings"]) == ["absolute", "dangling"]
+    assert all(len(f["path"]) > 3000 for f in doc["findings"])
+    proc = crilink("fix", str(root), "--apply", "-o", "json", "--journal", str(tmp_path / "j"))
+    assert proc.returncode == 0, proc.stderr
+    items = json.loads(proc.stdout)["plan"]["items"]
+    assert [i["verdict"] for i in items if i["link"] == "/d/d"] == ["too_long"]

@@ -7,7 +7,9 @@ The walk goes through directory file descriptors: each directory is opened below
 with ``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`` (or a by-name ``O_NOFOLLOW`` descent
 where the kernel lacks it), so a directory swapped for a link meanwhile is skipped, never
 followed. It stays on the root's filesystem unless ``one_filesystem`` is off, and never
-enters virtual filesystems (proc, sysfs, cgroup ...), whatever the option says.
+enters virtual filesystems (proc, sysfs, cgroup ...), whatever the option says. Each directory
+is walked once: one reached again through a bind mount is counted (``repeated_dirs``), not
+re-entered, so a directory bound inside itself cannot make the walk endless.
 
 Findings: the symlink kinds of :mod:`crilink.checks.links` (``absolute`` findings carry
 ``detail.host`` when the root is not the host's ``/``), plus ``unreadable`` (warning): a
@@ -31,8 +33,9 @@ from crilink.errors import CrilinkError, InputError
 from crilink.formats.mountinfo import VIRTUAL_FS, device_types
 from crilink.model import Finding, ScanResult, Severity, TargetKind
 from crilink.pathres.base import Node, NodeType
+from crilink.pathres.beneath import open_dir_beneath
 from crilink.pathres.dirvfs import DirVFS
-from crilink.pathres.fdopen import in_root_probe, openat2, openat2_available
+from crilink.pathres.fdopen import in_root_probe
 from crilink.pathres.resolve import Resolver
 
 if TYPE_CHECKING:
@@ -41,9 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["UNREADABLE", "host_check_for", "run", "run_pid", "scan_root_fd"]
 
 UNREADABLE = "unreadable"
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PROGRESS_DIRS = 256  # progress is reported every so many directories
 _HOST_MEMO = 1 << 14  # absolute texts whose host view is remembered
 _PARALLEL_AFTER = 20_000  # entries walked in one process before a tree counts as big
@@ -65,66 +65,6 @@ def _open_root(path: str) -> int:
         raise InputError(f"scan {path}: permission denied (run as root?)") from err
     except OSError as err:
         raise InputError(f"scan {path}: {err.strerror}") from err
-
-
-_CHUNK = 3000  # bytes of path per open: PATH_MAX is 4096, deep trees are longer
-
-
-def _chunks(rel: str) -> list[str]:
-    """``rel`` cut at slashes into pieces shorter than :data:`_CHUNK` (a name stays whole)."""
-    if len(rel) < _CHUNK:
-        return [rel]
-    out, cur = [], ""
-    for name in rel.split("/"):
-        if cur and len(cur) + len(name) + 1 >= _CHUNK:
-            out.append(cur)
-            cur = name
-        else:
-            cur = f"{cur}/{name}" if cur else name
-    out.append(cur)
-    return out
-
-
-def _open_below(root_fd: int, rel: str) -> int:
-    """Open directory ``rel`` (root-relative, link-free) below ``root_fd``, following no link.
-
-    Paths longer than PATH_MAX are opened a piece at a time, each piece beneath the last.
-    """
-    fd = root_fd
-    try:
-        for piece in _chunks(rel):
-            nfd = _open_piece(fd, piece)
-            if fd != root_fd:
-                os.close(fd)
-            fd = nfd
-    except BaseException:
-        if fd != root_fd:
-            os.close(fd)
-        raise
-    return fd
-
-
-def _open_piece(dir_fd: int, rel: str) -> int:
-    if _HAVE_OPENAT2:
-        while True:
-            try:
-                return openat2(dir_fd, rel, _DIR_FLAGS, 0,
-                               RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
-            except BlockingIOError:
-                continue  # EAGAIN: a rename raced the lookup
-    fd = os.dup(dir_fd)
-    try:
-        for name in rel.split("/"):
-            nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-_HAVE_OPENAT2 = openat2_available()
 
 
 def _same_file_as_host_root(root_fd: int) -> bool:
@@ -176,6 +116,7 @@ class _Part:
     dirs: int = 0
     symlinks: int = 0
     skipped_mounts: int = 0
+    repeated_dirs: int = 0
     unreadable: int = 0
     error: str = ""
 
@@ -185,12 +126,14 @@ class _Part:
         self.dirs += other.dirs
         self.symlinks += other.symlinks
         self.skipped_mounts += other.skipped_mounts
+        self.repeated_dirs += other.repeated_dirs
         self.unreadable += other.unreadable
         self.error = self.error or other.error
 
     def stats(self) -> dict[str, int]:
         return {"entries": self.entries, "dirs": self.dirs, "symlinks": self.symlinks,
-                "skipped_mounts": self.skipped_mounts, "unreadable_dirs": self.unreadable}
+                "skipped_mounts": self.skipped_mounts, "repeated_dirs": self.repeated_dirs,
+                "unreadable_dirs": self.unreadable}
 
 
 class _Walker:
@@ -204,6 +147,10 @@ class _Walker:
         self.fs_types = fs_types
         self.host_check = host_check
         self.resolver = Resolver(DirVFS.from_fd(root_fd))
+        root_st = os.fstat(root_fd)
+        # directories walked, by (dev, ino): a bind mount of a directory inside itself
+        # (same filesystem, so one_filesystem does not stop it) would otherwise never end
+        self.seen: set[tuple[int, int]] = {(root_st.st_dev, root_st.st_ino)}
         self.probe = in_root_probe()
 
     def list_dir(self, rel: str, part: _Part) -> list[str]:
@@ -220,7 +167,7 @@ class _Walker:
 
     def _open(self, rel: str, part: _Part) -> int:
         try:
-            return _open_below(self.root_fd, rel)
+            return open_dir_beneath(self.root_fd, rel)
         except FileNotFoundError:
             return -1  # removed while we walked
         except OSError as err:
@@ -265,6 +212,11 @@ class _Walker:
             if st.st_dev != self.root_dev and self._skip_mount(st.st_dev):
                 part.skipped_mounts += 1
                 continue
+            ident = (st.st_dev, st.st_ino)
+            if ident in self.seen:  # a directory reached again through a bind mount
+                part.repeated_dirs += 1
+                continue
+            self.seen.add(ident)
             path = prefix + entry.name
             note(path, Node(NodeType.DIR, st.st_dev, st.st_ino))
             out.append(path[1:])

@@ -12,6 +12,7 @@ the same node (device, inode) as with its old text; otherwise the link is left a
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,7 +20,11 @@ from typing import Any
 
 from crilink.pathres import Resolution, ResolveError, Resolver, parent_of
 
-__all__ = ["Direction", "LinkPlanItem", "Verdict", "plan_link", "relative_text", "wants"]
+__all__ = ["MAX_LINK_TEXT", "Direction", "LinkPlanItem", "Verdict", "plan_link", "relative_text",
+           "wants"]
+
+
+MAX_LINK_TEXT = 4095  # bytes: PATH_MAX less the NUL; symlink(2) says ENAMETOOLONG past it
 
 
 class Direction(StrEnum):
@@ -34,6 +39,7 @@ class Verdict(StrEnum):
     DANGLING = "dangling"  # does not resolve in-root: left as it is
     LOOP = "loop"  # a cycle or too many links: left as it is
     MISMATCH = "mismatch"  # the new text would reach another node: left as it is
+    TOO_LONG = "too_long"  # the new text is longer than a link can hold: left as it is
     STALE_TEMP = "stale_temp"  # a temporary link a crashed run left: removed
 
 
@@ -99,6 +105,10 @@ def plan_link(resolver: Resolver, path: str, text: str,
         return _left(path, text, spot)
     new = relative_text(path, spot.resolved) if direction == Direction.TO_RELATIVE \
         else spot.resolved
+    if len(os.fsencode(new)) > MAX_LINK_TEXT:
+        return LinkPlanItem(path, text, Verdict.TOO_LONG, reason=(
+            f"the new text would be {len(os.fsencode(new))} bytes, more than a symlink "
+            f"holds ({MAX_LINK_TEXT}); left as it is"))
     check = resolver.follow(path, new)
     if _node(check) != _node(meaning):
         return LinkPlanItem(path, text, Verdict.MISMATCH, reason=(
