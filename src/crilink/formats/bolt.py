@@ -31,7 +31,7 @@ import os
 import stat
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -61,6 +61,7 @@ PROC_LOCKS: Final = "/proc/locks"
 
 # A leaf entry: (flags, key start, key end = value start, value end, element offset).
 _Entry = tuple[int, int, int, int, int]
+_INDEX_MAX = 64  # leaf buckets up to this many keys are indexed in a dict on first lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,8 @@ class Bucket:
     _page: Page
     sequence: int
     _depth: int = 0
+    # key -> entry of a bucket that is one leaf page (most records), filled on first lookup
+    _index: dict[bytes, _Entry] = field(default_factory=dict, compare=False, repr=False)
 
     def get(self, key: bytes) -> bytes | None:
         """The plain value of ``key``; None when absent or when ``key`` is a bucket."""
@@ -165,6 +168,13 @@ class Bucket:
 
     def _find(self, key: bytes) -> _Entry | None:
         page = self._page
+        if page.is_leaf and page.count <= _INDEX_MAX:  # a small record: index it once
+            index = self._index
+            if not index and page.count:
+                buf = self._pager.buf
+                for entry in self._entries():
+                    index.setdefault(bytes(buf[entry[1]:entry[2]]), entry)
+            return index.get(key)
         while not page.is_leaf:
             lo, hi = 0, page.count  # first element whose key is greater than ``key``
             while lo < hi:
