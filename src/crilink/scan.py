@@ -7,6 +7,7 @@ lazily so that a scan of a directory never imports the BoltDB reader.
 from __future__ import annotations
 
 import importlib
+import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,9 @@ def detect_target(target: str) -> TargetKind:
         return sniff_archive(target)
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"scan {target}: not a directory, image layout or image archive")
+    if not os.access(target, os.R_OK | os.X_OK):
+        raise InputError(f"scan {target}: permission denied: cannot list this directory "
+                         "(run as root?)")
     root = Path(target)
     if (root / "oci-layout").is_file() and (root / "index.json").is_file():
         return TargetKind.OCI_LAYOUT

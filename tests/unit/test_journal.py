@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crilink.errors import JournalError, UnsafeTargetError
+from crilink.errors import JournalError
 from crilink.fix import actions as A
 from crilink.fix.apply import apply_plan
 from crilink.fix.journal import read_journal
@@ -150,7 +150,7 @@ def test_undo_checks_root_identity(tree: Path, tmp_path: Path) -> None:
     apply_plan(str(tree), full_plan()[:1], tmp_path / "j.jsonl", "test")
     tree.rename(tmp_path / "moved")
     (tmp_path / "root").mkdir()
-    with pytest.raises(UnsafeTargetError, match="not the directory the journal"):
+    with pytest.raises(JournalError, match="not the directory the journal"):
         undo_journal(tmp_path / "j.jsonl", tmp_path / "u.jsonl")
 
 

@@ -36,6 +36,7 @@ class GcRequest:
     now: datetime
     output: str
     journal_dir: str | None
+    keep_quarantine: bool = False
 
 
 # kind -> "module:function"; function(GcRequest) -> exit code. Add a kind with one line.
@@ -90,29 +91,47 @@ def gc_containerd(req: GcRequest) -> int:
     from crilink.fix.journal import default_journal_path  # noqa: PLC0415
 
     _, plan = gc.plan_gc(req.root, req.now, req.address)
-    if req.output == "json" and not req.apply:
-        print_json({"schema": SCHEMA_VERSION, "target": req.root, "running": plan.running,
-                    "bytes": plan.total_bytes,
-                    "items": [_item_json(i, plan.address) for i in plan.items],
-                    "commands": list(gc.manual_commands(plan))}, sys.stdout)
-        return 0
-    _print_plan(plan, req)
+    doc: dict[str, Any] = {"schema": SCHEMA_VERSION, "command": "gc", "target": req.root,
+                           "running": plan.running, "bytes": plan.total_bytes,
+                           "items": [_item_json(i, plan.address) for i in plan.items],
+                           "commands": list(gc.manual_commands(plan)), "applied": False}
+    if req.output != "json":
+        _print_plan(plan, req)
     if not req.apply or not plan.items:
+        if req.output == "json":
+            print_json(doc, sys.stdout)
         return 0
     if not req.yes and sys.stdin.isatty():
         click.confirm("apply this plan?", abort=True)
+    journal = None
     if plan.running:
         results = gc.apply_running(plan, req.now)
     else:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         journal = str(default_journal_path("gc", req.journal_dir))
-        results = gc.apply_stopped(plan, req.now, journal, stamp)
-        stderr_console().print(f"journal: {journal}")
-    err = stderr_console()
-    for r in results:
-        err.print(f"{r.status:<8} {r.item.kind} {r.item.key or r.item.path} {r.reason}",
-                  markup=False)
+        results = gc.apply_stopped(plan, req.now, journal, stamp, req.keep_quarantine)
+        _say_journal(journal, req.keep_quarantine, plan.root, stamp)
+    if req.output == "json":
+        doc.update(applied=True, journal=journal, results=[
+            {"kind": r.item.kind, "path": r.item.path, "key": r.item.key,
+             "status": str(r.status), "reason": r.reason} for r in results])
+        print_json(doc, sys.stdout)
+    else:
+        err = stderr_console()
+        for r in results:
+            err.print(f"{r.status:<8} {r.item.kind} {r.item.key or r.item.path} {r.reason}",
+                      markup=False, soft_wrap=True)
     return 0 if all(r.status != "failed" for r in results) else 5
+
+
+def _say_journal(journal: str, kept: bool, root: object, stamp: str) -> None:
+    err = stderr_console()
+    err.print(f"journal: {journal}  (undo: crilink undo {journal})", soft_wrap=True,
+              markup=False, highlight=False)
+    if kept:
+        err.print(f"quarantine kept: {root}/.crilink-quarantine/{stamp} (space is freed once "
+                  "it is removed; crilink undo puts the dirs back)", soft_wrap=True,
+                  markup=False, highlight=False)
 
 
 @click.command("gc")
@@ -123,14 +142,19 @@ def gc_containerd(req: GcRequest) -> int:
 @click.option("--as-of", "as_of", help="judge lease and ingest expiry at this RFC 3339 time "
               "(default: now)")
 @click.option("--journal-dir", help="where --apply writes its journal")
+@click.option("--keep-quarantine", is_flag=True,
+              help="containerd stopped: move orphan dirs into ROOT/.crilink-quarantine/ and "
+              "stop there (crilink undo restores them); default: purge them")
 @output_option
 def command(*, root: str | None, apply: bool, yes: bool, address: str | None, as_of: str | None,
-            journal_dir: str | None, output: str) -> None:
+            journal_dir: str | None, keep_quarantine: bool, output: str) -> None:
     """Plan (and with --apply, carry out) reclaiming space in a store.
 
     containerd running: acts only through ctr, leaf first. Stopped: removes only what
-    containerd does not know (orphan dirs), journaled (crilink undo); the rest is printed as
-    ctr commands. No BoltDB is ever written.
+    containerd does not know (orphan dirs): each is moved into a quarantine, re-checked,
+    then purged (a purge cannot be undone; --keep-quarantine stops before it, so crilink
+    undo can put the dirs back). The rest is printed as ctr commands. No BoltDB is ever
+    written.
     """
     now = datetime.now(UTC)
     if as_of:
@@ -143,5 +167,5 @@ def command(*, root: str | None, apply: bool, yes: bool, address: str | None, as
 
         loc = find_containerd()
         root, address = str(loc.root), address or loc.address
-    req = GcRequest(root, apply, yes, address, now, output, journal_dir)
+    req = GcRequest(root, apply, yes, address, now, output, journal_dir, keep_quarantine)
     sys.exit(_runner(detect_target(root))(req))

@@ -40,18 +40,27 @@ def gc_cstorage(req: GcRequest) -> int:
     """Print the plan; with ``--apply`` carry it out (journaled) and print what happened."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     plan = gc.plan_gc(req.root, stamp)
-    if req.output == "json" and not req.apply:
-        print_json({"schema": SCHEMA_VERSION, "target": str(plan.store.root),
-                    "running": plan.status.running, "bytes": plan.total_bytes,
-                    "items": [_item_json(i) for i in plan.items]}, sys.stdout)
-        return 0
-    _print_plan(plan)
+    doc: dict[str, Any] = {"schema": SCHEMA_VERSION, "command": "gc",
+                           "target": str(plan.store.root), "running": plan.status.running,
+                           "bytes": plan.total_bytes,
+                           "items": [_item_json(i) for i in plan.items], "applied": False}
+    if req.output != "json":
+        _print_plan(plan)
     if not req.apply or not plan.items:
+        if req.output == "json":
+            print_json(doc, sys.stdout)
         return 0
     if not req.yes and sys.stdin.isatty():
         click.confirm("apply this plan?", abort=True)
     journal = default_journal_path("gc", req.journal_dir)
     result, notes = gc.apply_gc(plan, journal)
+    if req.output == "json":
+        doc.update(applied=True, journal=str(journal), notes=list(notes),
+                   bytes_freed=result.bytes_freed,
+                   results=[{"kind": o.action.kind, "path": o.action.path,
+                             "status": str(o.status)} for o in result.outcomes])
+        print_json(doc, sys.stdout)
+        return 0 if result.ok else 5
     err = stderr_console()
     for o in result.outcomes:
         err.print(f"{o.status:<8} {o.action.kind} {o.action.path}", markup=False)

@@ -54,7 +54,8 @@ def print_outcomes(result: ApplyResult, console: Console, *, all_rows: bool = Fa
         line += f"; {result.bytes_freed:,} bytes freed"
     console.print(line)
     where = safe_text(result.journal)
-    console.print(f"journal: {where}  (undo: crilink undo {where})")
+    console.print(f"journal: {where}  (undo: crilink undo {where})", soft_wrap=True,
+                  markup=False, highlight=False)
 
 
 def raise_for_result(result: ApplyResult, verb: str) -> None:

@@ -66,14 +66,22 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("crilink: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # usage: one line, with where to look
+        hint = ""
+        if isinstance(err, click.UsageError) and err.ctx is not None:
+            hint = f" (see {err.ctx.command_path} --help)"
+        click.echo(f"crilink: {err.format_message()}{hint}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("crilink: interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as err:  # an input the commands did not expect to be unreadable
+        what = f" {os.fsdecode(err.filename)}" if err.filename is not None else ""
+        click.echo(f"crilink: cannot read{what}: {err.strerror or err}"
+                   f"{' (run as root?)' if isinstance(err, PermissionError) else ''}", err=True)
+        sys.exit(2)
     except Exception as err:  # last line of defence: no traceback for operators
         if os.environ.get("CRILINK_DEBUG"):
             traceback.print_exc()

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from crilink.checks.containerd import findings as scan_findings
-from crilink.errors import ApplyError
+from crilink.errors import ApplyError, RuntimeBusyError
 from crilink.fix import actions as A
 from crilink.fix.apply import apply_one
 from crilink.fix.journal import Journal
@@ -162,9 +162,12 @@ def _still_there(root: str, now: datetime, address: str | None) -> set[tuple[str
     return {i.ident() for i in fresh.items}
 
 
-def apply_stopped(plan: GcPlan, now: datetime, journal: str, stamp: str) -> list[ItemResult]:
+def apply_stopped(plan: GcPlan, now: datetime, journal: str, stamp: str,
+                  keep_quarantine: bool = False) -> list[ItemResult]:
     """Remove orphan dirs (quarantine, then purge) through the journal; containerd must stay
-    stopped. Everything else is left for ``ctr``."""
+    stopped. Everything else is left for ``ctr``. With ``keep_quarantine`` the dirs stay in
+    the quarantine (``ROOT/.crilink-quarantine/STAMP``), nothing is purged, and ``crilink
+    undo`` of the journal puts them back; the space is freed only once that dir is removed."""
     store = ContainerdStore(plan.root, plan.address)
     results: list[ItemResult] = []
     with open_root(str(plan.root)) as r, Journal.create(journal, "gc") as j:
@@ -175,13 +178,13 @@ def apply_stopped(plan: GcPlan, now: datetime, journal: str, stamp: str) -> list
                 results.append(ItemResult(item, Status.SKIPPED, reason))
                 continue
             outcomes = []
-            for action in _offline_actions(item, stamp):
+            for action in _offline_actions(item, stamp, keep_quarantine):
                 seq += 1
                 outcomes.append(apply_one(r, j, seq, action))
             bad = [o for o in outcomes if o.status not in (Status.DONE, Status.ALREADY)]
             results.append(ItemResult(item, bad[0].status if bad else Status.DONE,
                                       bad[0].reason if bad else "", tuple(outcomes)))
-        if seq:  # the quarantine dirs of this run, now empty: leave no trace behind
+        if seq and not keep_quarantine:  # this run's quarantine, now empty: leave no trace
             qdir = "/" + A.QUARANTINE_DIRNAME
             for path in (f"{qdir}/{stamp}", qdir):
                 seq += 1
@@ -189,11 +192,13 @@ def apply_stopped(plan: GcPlan, now: datetime, journal: str, stamp: str) -> list
     return results
 
 
-def _offline_actions(item: GcItem, stamp: str) -> list[A.Action]:
+def _offline_actions(item: GcItem, stamp: str, keep_quarantine: bool) -> list[A.Action]:
     path = "/" + item.path
     why = f"{item.kind} ({item.bytes} bytes)"
-    return [*A.quarantine(path, stamp, reason=why),
-            A.purge_dir(A.quarantine_path(path, stamp), reason=why)]
+    moves = A.quarantine(path, stamp, reason=why)
+    if keep_quarantine:
+        return list(moves)
+    return [*moves, A.purge_dir(A.quarantine_path(path, stamp), reason=why)]
 
 
 def _recheck_stopped(store: ContainerdStore, item: GcItem, now: datetime) -> str:
@@ -225,9 +230,14 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 def apply_running(plan: GcPlan, now: datetime, runner: Runner = _run) -> list[ItemResult]:
     """Reclaim through ``ctr`` while containerd runs, leaf first, then a synchronous GC pass."""
     if not plan.address:
-        raise ApplyError("gc --apply: containerd runs but its socket is unknown; "
-                         "pass --address (see [grpc] address in config.toml)")
-    results = [_apply_item(plan, item, now, runner) for item in plan.items if not item.offline]
+        state = ContainerdStore(plan.root).runtime_status().describe("containerd")
+        raise RuntimeBusyError(f"gc --apply: {state} on {plan.root}, but its socket is "
+                               "unknown: pass --address SOCKET (its config.toml's [grpc] "
+                               "address), or stop containerd to remove orphan dirs only")
+    results = [_apply_item(plan, item, now, runner) if not item.offline else
+               ItemResult(item, Status.SKIPPED, "containerd runs: crilink removes dirs it "
+                          "does not know only while it is stopped; rerun gc --apply then")
+               for item in plan.items]
     for argv in plan.trailer:
         done = runner(shlex.split(shell(argv, plan.address)))
         if done.returncode != 0 and "rm" in argv:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crilink.errors import InputError, UnsafeTargetError
+from crilink.errors import InputError, JournalError, UnsafeTargetError
 from crilink.fix.actions import ABSENT, MAX_FILE_BYTES, State, StateType, check_in_root_path
 
 __all__ = [
@@ -85,7 +85,7 @@ def open_root(path: str, expect: RootRef | None = None) -> Iterator[Root]:
         st = os.fstat(fd)
         ref = RootRef(os.fspath(Path(path).absolute()), st.st_dev, st.st_ino)
         if expect is not None and (ref.dev, ref.ino) != (expect.dev, expect.ino):
-            raise UnsafeTargetError(
+            raise JournalError(  # undo only: this journal is not for this root
                 f"root {path} is not the directory the journal was written for "
                 f"(dev/ino {ref.dev}/{ref.ino}, journal says {expect.dev}/{expect.ino}); "
                 "refusing to touch it")

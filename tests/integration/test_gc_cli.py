@@ -1,0 +1,59 @@
+"""``crilink gc`` as an operator drives it: JSON after --apply, --keep-quarantine with undo,
+and a running containerd whose socket crilink was not told (refused, naming the PID)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from containerd_daemon import Containerd
+
+pytestmark = pytest.mark.integration
+
+ORPHAN = "io.containerd.snapshotter.v1.overlayfs/snapshots/7"
+
+
+def crilink(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "crilink.cli.main", *args],
+                          capture_output=True, text=True, check=False, timeout=600)
+
+
+def test_apply_json_keep_quarantine_then_undo(copy_fixture: Callable[[str], Path],
+                                              tmp_path: Path) -> None:
+    root = copy_fixture("containerd/orphan-dir/root")
+    before = sorted(p.name for p in (root / ORPHAN).parent.iterdir())
+    proc = crilink("gc", str(root), "--apply", "--yes", "--keep-quarantine", "-o", "json",
+                   "--journal-dir", str(tmp_path / "j"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # JSON on stdout, also after --apply
+    assert doc["applied"] is True
+    assert [(r["path"], r["status"]) for r in doc["results"]] == [(ORPHAN, "done")]
+    assert not (root / ORPHAN).exists()
+    kept = list((root / ".crilink-quarantine").iterdir())
+    assert len(kept) == 1 and any(kept[0].iterdir())
+    undo = crilink("undo", doc["journal"], "--journal", str(tmp_path / "u.jsonl"))
+    assert undo.returncode == 0, undo.stdout + undo.stderr
+    assert sorted(p.name for p in (root / ORPHAN).parent.iterdir()) == before
+    assert not (root / ".crilink-quarantine").exists() or \
+        not any((root / ".crilink-quarantine").rglob("*"))
+
+
+def test_running_daemon_without_socket_is_refused(copy_fixture: Callable[[str], Path]) -> None:
+    root = copy_fixture("containerd/orphan-dir/root")
+    with Containerd(root, gc="delayed") as ctd:
+        proc = crilink("gc", str(root), "--apply", "--yes")
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert f"pid {ctd.pid}" in proc.stderr and "--address" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert (root / ORPHAN).is_dir()
+        told = crilink("gc", str(root), "--apply", "--yes", "--address", ctd.address,
+                       "-o", "json")
+        assert told.returncode == 0, told.stderr
+        results = {r["path"]: r for r in json.loads(told.stdout)["results"]}
+        assert results[ORPHAN]["status"] == "skipped"
+        assert "stopped" in results[ORPHAN]["reason"]
+        assert (root / ORPHAN).is_dir()  # containerd's root is not touched behind its back
