@@ -233,3 +233,24 @@ def _deep_checks(root: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     items = json.loads(proc.stdout)["plan"]["items"]
     assert [i["verdict"] for i in items if i["link"] == "/d/d"] == ["too_long"]
+
+
+def test_links_into_what_the_runtime_provides_are_info(tmp_path: Path) -> None:
+    """/proc, /sys and the standard /dev nodes are mounted or created by runc at start: a link
+    there is dangling in a stopped root, but only worth knowing (the Debian /dev/fd case)."""
+    root = build(tmp_path / "root", [
+        "dir proc", "dir dev",
+        "symlink dev/fd /proc/self/fd",
+        "symlink etc/masked.service /dev/null",
+        "symlink etc/sysfs ../sys/class/net",
+        "symlink etc/bad /dev/sdz9",               # not something a runtime creates
+        "symlink etc/bad2 /procfoo/x",
+    ])
+    code, doc = scan_json(root)
+    assert code == 1
+    got = {f["path"]: (f["severity"], f["detail"].get("runtime")) for f in doc["findings"]
+           if f["kind"] == "dangling"}
+    assert got == {"/dev/fd": ("info", "proc"), "/etc/masked.service": ("info", "dev"),
+                   "/etc/sysfs": ("info", "sys"), "/etc/bad": ("warning", None),
+                   "/etc/bad2": ("warning", None)}
+    assert scan_json(build(tmp_path / "r2", ["symlink dev/fd /proc/self/fd"]))[0] == 0

@@ -59,14 +59,41 @@ def _loop(path: str, text: str, res: Resolution, layer: str | None) -> Finding:
                    detail=detail)
 
 
+# What every OCI runtime (runc, crun) mounts or creates in a container when it starts: a link
+# into these is dangling in a stopped root or an image, and fine in the running container.
+_RUNTIME_TOPS = frozenset({"proc", "sys"})
+_RUNTIME_DEV = frozenset({"null", "zero", "full", "random", "urandom", "tty", "console", "ptmx",
+                          "fd", "stdin", "stdout", "stderr", "core", "pts", "shm", "mqueue"})
+
+
+def runtime_provided(res: Resolution) -> str | None:
+    """``"proc"``, ``"sys"`` or ``"dev"`` when a missing target lies where the runtime mounts
+    or creates things at container start (``/proc/...``, ``/dev/null`` ...); else None."""
+    if res.error is not ResolveError.MISSING:
+        return None
+    full = res.resolved.rstrip("/") + "/" + res.remaining if res.remaining else res.resolved
+    parts = [p for p in full.split("/") if p]
+    if parts and parts[0] in _RUNTIME_TOPS:
+        return parts[0]
+    if len(parts) >= 2 and parts[0] == "dev" and parts[1] in _RUNTIME_DEV:
+        return "dev"
+    return None
+
+
 def _dangling(path: str, text: str, res: Resolution, layer: str | None) -> Finding:
     reason = str(res.error)
     what = "is missing" if res.error is ResolveError.MISSING else "is not a directory"
     rest = res.remaining or res.resolved
-    return Finding(DANGLING, Severity.WARNING, path,
-                   message=f"target not found in the root: {rest!s} {what} (from {res.resolved})",
-                   link=text, resolved=res.resolved, remaining=res.remaining or None,
-                   layer=layer, detail={"reason": reason})
+    detail: dict[str, Any] = {"reason": reason}
+    severity, message = Severity.WARNING, \
+        f"target not found in the root: {rest!s} {what} (from {res.resolved})"
+    runtime = runtime_provided(res)
+    if runtime is not None:  # legal: the runtime provides it when the container starts
+        severity, detail["runtime"] = Severity.INFO, runtime
+        message += f"; the container runtime provides /{runtime} at start"
+    return Finding(DANGLING, severity, path, message=message, link=text,
+                   resolved=res.resolved, remaining=res.remaining or None, layer=layer,
+                   detail=detail)
 
 
 def symlink_findings(resolver: Resolver, path: str, text: str, *, layer: str | None = None,
