@@ -57,3 +57,16 @@ def test_running_daemon_without_socket_is_refused(copy_fixture: Callable[[str], 
         assert results[ORPHAN]["status"] == "skipped"
         assert "stopped" in results[ORPHAN]["reason"]
         assert (root / ORPHAN).is_dir()  # containerd's root is not touched behind its back
+
+
+def test_plan_says_what_still_holds_an_interrupted_unpack(real_fixtures: Path) -> None:
+    root = real_fixtures / "containerd/interrupted-unpack/root"
+    proc = crilink("gc", str(root), "-o", "json", "--as-of", "2026-01-01T00:00:00Z")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    (held,) = [h for h in doc["held"] if h["kind"] == "extract_leftover"]
+    assert held["held_by"].startswith("lease ") and "expires" in held["held_by"]
+    assert held["bytes"] > 0
+    assert held["key"] not in {i["key"] for i in doc["items"]}
+    text = crilink("gc", str(root), "--as-of", "2026-01-01T00:00:00Z").stdout
+    assert "not yet: extract_leftover" in text and "--why" in text

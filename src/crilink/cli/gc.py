@@ -7,6 +7,7 @@ as ``function(request) -> exit code``); the command detects the kind and dispatc
 from __future__ import annotations
 
 import importlib
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -73,12 +74,17 @@ def _print_plan(plan: Any, req: GcRequest) -> None:
     out = stdout_console()
     state = "running" if plan.running else "stopped"
     out.print(f"containerd root {plan.root} (containerd {state}): {len(plan.items)} items, "
-              f"{plan.total_bytes:,} bytes reclaimable")
+              f"{plan.total_bytes:,} bytes reclaimable", soft_wrap=True, markup=False)
     for item in plan.items:
         ident = item.key or item.finding.digest or ""
         how = "crilink (quarantine + purge)" if item.offline else "ctr / containerd GC"
         out.print(f"  {item.kind:<22} {item.bytes:>12,}  {item.namespace or '-':<10} "
-                  f"{ident}  [{how}]  {item.path}", soft_wrap=True)
+                  f"{ident}  [{how}]  {item.path}", soft_wrap=True, markup=False)
+    for f, holder in plan.held:
+        out.print(f"  not yet: {f.kind} {f.key or f.path} ({f.bytes or 0:,} bytes) is held by "
+                  f"{holder}; see crilink snapshots {plan.root} --why {shlex.quote(f.key)}"
+                  if f.key else f"  not yet: {f.kind} {f.path}: held by {holder}",
+                  soft_wrap=True, markup=False, highlight=False)
     cmds = list(manual_commands(plan))
     if cmds:
         out.print("# with containerd running, these reclaim the rest:")
@@ -94,7 +100,10 @@ def gc_containerd(req: GcRequest) -> int:
     doc: dict[str, Any] = {"schema": SCHEMA_VERSION, "command": "gc", "target": req.root,
                            "running": plan.running, "bytes": plan.total_bytes,
                            "items": [_item_json(i, plan.address) for i in plan.items],
-                           "commands": list(gc.manual_commands(plan)), "applied": False}
+                           "commands": list(gc.manual_commands(plan)), "applied": False,
+                           "held": [{"kind": f.kind, "path": f.path, "namespace": f.namespace,
+                                     "key": f.key, "bytes": f.bytes, "held_by": holder}
+                                    for f, holder in plan.held]}
     if req.output != "json":
         _print_plan(plan, req)
     if not req.apply or not plan.items:

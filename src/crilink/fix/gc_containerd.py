@@ -34,6 +34,7 @@ from crilink.fix.result import Outcome, Status
 from crilink.model import Finding
 from crilink.stores.containerd import ContainerdStore
 from crilink.stores.containerd_index import StoreIndex
+from crilink.stores.containerd_tree import why
 
 __all__ = ["GcItem", "GcPlan", "ItemResult", "apply_running", "apply_stopped", "plan_gc"]
 
@@ -67,6 +68,9 @@ class GcPlan:
     running: bool
     address: str | None
     trailer: tuple[tuple[str, ...], ...] = ()  # commands after the items (the GC trigger)
+    # findings with bytes that something still holds (an interrupted unpack's lease ...):
+    # (finding, what holds it), said so that an operator knows why they are not in the plan
+    held: tuple[tuple[Finding, str], ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -139,8 +143,20 @@ def plan_from(ix: StoreIndex, address: str | None) -> GcPlan:
     """The plan for one analysed state (pure)."""
     found = scan_findings(ix)
     items = _order(ix, [_item(f) for f in found if _reclaimable(ix, f)])
+    held = tuple((f, _holder(ix, f)) for f in found
+                 if (f.bytes and f.kind not in GC_KINDS) or f.kind == "extract_leftover")
     return GcPlan(ix.state.root, tuple(items), ix.state.status.running,
-                  address or ix.state.status.address, _trailer(items))
+                  address or ix.state.status.address, _trailer(items), held)
+
+
+def _holder(ix: StoreIndex, f: Finding) -> str:
+    """What keeps the snapshot of ``f`` alive: the first link of its chain (a lease with
+    its expiry, a container ...), or why it is left alone."""
+    if f.key and f.namespace:
+        chain = why(ix, f.namespace, f.key, _ss(f))
+        if chain:
+            return chain[0].split(" -> ")[0].strip()
+    return "not garbage by containerd's rules"
 
 
 def plan_gc(root: str, now: datetime, address: str | None = None) -> tuple[StoreIndex, GcPlan]:
