@@ -66,11 +66,14 @@ def json_path(path: str | bytes) -> str:
 
 
 def _needs_b64(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return "\n" in path or "\r" in path
+    """True unless ``path`` is plain printable UTF-8 (no control characters, no bytes that
+    were not UTF-8): those names also get their raw bytes in base64."""
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: a byte that was not UTF-8
+            return True
+    return not path.isprintable()
 
 
 @dataclass(frozen=True, slots=True)

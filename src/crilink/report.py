@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
 from rich.console import Console
@@ -100,8 +100,27 @@ def _write(value: Any, out: IO[str], pad: str) -> None:
         out.write(json.dumps(value, ensure_ascii=True))
 
 
+def _row_encoder() -> Callable[[Any], str]:
+    """One object to compact JSON text (``ensure_ascii``). ``JSONEncoder.encode`` builds a new
+    C encoder on every call; for 100,000 rows one encoder made once is about twice as fast."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(ensure_ascii=True).encode
+
+    def refuse(value: Any) -> Any:
+        raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+    encoder = make(None, refuse, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+                   False, False, True)
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
 def _rows(rows: list[Any], out: IO[str], pad: str) -> None:
-    encode = json.JSONEncoder(ensure_ascii=True).encode
+    encode = _row_encoder()
     sep = f",\n{pad}  "
     out.write(f"[\n{pad}  ")
     for i, row in enumerate(rows):
