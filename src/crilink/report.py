@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crilink.doctor import DoctorReport, StoreReport
@@ -32,6 +33,7 @@ __all__ = [
     "print_json",
     "print_table",
     "summary",
+    "terminal_text",
 ]
 
 SCHEMA_VERSION = 1
@@ -135,12 +137,20 @@ def exit_code(findings: Iterable[Finding], fail_on: Severity) -> int:
     return 1 if any(f.severity.rank >= fail_on.rank for f in findings) else 0
 
 
-def _safe(text: str | None) -> str:
-    """Show a path on a terminal unambiguously: control chars and bad bytes escaped."""
+def terminal_text(text: str | None) -> str:
+    """Text shown on a terminal unambiguously: control characters (newline, ESC ...) and bytes
+    that were not UTF-8 escaped (``\\n``, ``\\x1b``, ``\\udcff``), so a name can neither
+    start a line of its own nor drive the terminal."""
     if text is None:
         return ""
-    return text.encode("unicode_escape", "backslashreplace").decode("ascii") \
-        if not text.isprintable() or any(0xDC80 <= ord(c) <= 0xDCFF for c in text) else text
+    if text.isprintable() and not any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def _safe(text: str | None) -> str:
+    """:func:`terminal_text` with rich markup escaped too (``[bold]`` in a name is text)."""
+    return escape(terminal_text(text))
 
 
 def print_table(result: ScanResult, console: Console) -> None:

@@ -242,3 +242,34 @@ def test_backend_missing_from_a_crash_inside_commit(
         ctd.ctr("-n", NS, "snapshots", "rm", "c-ran")
     _, fixed = _scan(root)
     assert missing not in {_row(f) for f in fixed}
+
+
+def test_parent_cycle_from_an_outside_edit(clean: tuple[Path, Store], boltedit: Path) -> None:
+    """No containerd transaction makes a snapshot its own ancestor; a bbolt edit (or bit rot
+    in a parent value) can. Every member of the cycle is reported in both databases, the
+    scan ends, and ``crilink snapshots`` still shows every snapshot once."""
+    root, st = clean
+    v2 = chain_ids(diff_ids(fixtures_dir() / "oci/layout", "v2"))
+    bottom, top = st.record(v2[0]), st.record(v2[3])
+    assert not bottom.parent
+    meta_db = root / "io.containerd.metadata.v1.bolt/meta.db"
+    subprocess.run([str(boltedit), str(meta_db), "put", "v1", NS, "snapshots", "overlayfs",
+                    v2[0], "parent", v2[3]], check=True, timeout=60)
+    edit(boltedit, root, ["put", "v1", "snapshots", bottom.key, "parent", top.key])
+
+    rc, after = _scan(root)
+    assert rc == 1
+    cycles = [f for f in after if f["kind"] == "parent_cycle"]
+    meta_side = {f["key"] for f in cycles if f["detail"]["db"] == "meta.db"}  # type: ignore[index]
+    back_side = {f["key"] for f in cycles if f["detail"]["db"] == "metadata.db"}  # type: ignore[index]
+    assert meta_side == set(v2)
+    assert back_side == {st.record(k).key for k in v2}
+    assert all(f["severity"] == "error" and len(f["detail"]["cycle"]) == 4  # type: ignore[index,arg-type]
+               for f in cycles)
+
+    r = subprocess.run(["python", "-m", "crilink.cli.main", "snapshots", str(root)],
+                       capture_output=True, text=True, check=False, timeout=600)
+    assert r.returncode == 0, r.stderr
+    shown = [ln.strip().lstrip("\\_ ").split()[0] for ln in r.stdout.splitlines()
+             if "held by:" in ln]
+    assert sorted(shown) == sorted(st.snaps)  # every snapshot once, the cycle's included

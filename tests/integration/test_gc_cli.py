@@ -70,3 +70,29 @@ def test_plan_says_what_still_holds_an_interrupted_unpack(real_fixtures: Path) -
     assert held["key"] not in {i["key"] for i in doc["items"]}
     text = crilink("gc", str(root), "--as-of", "2026-01-01T00:00:00Z").stdout
     assert "not yet: extract_leftover" in text and "--why" in text
+
+
+def test_item_skipped_by_its_safety_check_exits_4(copy_fixture: Callable[[str], Path],
+                                                   tmp_path: Path) -> None:
+    """The snapshots dir relocated behind a symlink: gc never follows it to remove the
+    orphan there, and says so with exit 4 (unsafe target), not 0."""
+    root = copy_fixture("containerd/orphan-dir/root")
+    snaps = (root / ORPHAN).parent
+    outside = tmp_path / "outside"
+    snaps.rename(outside)
+    snaps.symlink_to(outside)
+    before = sorted(p.name for p in outside.iterdir())
+    proc = crilink("gc", str(root), "--apply", "--yes", "-o", "json",
+                   "--journal-dir", str(tmp_path / "j"))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert [(r["path"], r["status"]) for r in results] == [(ORPHAN, "skipped")]
+    assert sorted(p.name for p in outside.iterdir()) == before  # nothing removed out there
+
+
+def test_as_of_without_offset_is_utc(real_fixtures: Path) -> None:
+    root = real_fixtures / "containerd/interrupted-import/root"
+    naive = crilink("gc", str(root), "--as-of", "2020-01-01T00:00:00", "-o", "json")
+    aware = crilink("gc", str(root), "--as-of", "2020-01-01T00:00:00Z", "-o", "json")
+    assert naive.returncode == aware.returncode == 0, naive.stderr
+    assert json.loads(naive.stdout)["items"] == json.loads(aware.stdout)["items"]

@@ -54,3 +54,17 @@ def test_one_row_per_line() -> None:
     lines = [ln.strip().rstrip(",") for ln in out.getvalue().splitlines()]
     rows = [json.loads(ln) for ln in lines if ln.startswith('{"kind"')]
     assert [r["path"] for r in rows] == ["/l0", "/l1", "/l2"]
+
+
+def test_table_shows_markup_and_control_characters_as_text() -> None:
+    from rich.console import Console  # noqa: PLC0415
+
+    from crilink.report import print_table  # noqa: PLC0415
+
+    findings = [Finding("dangling", Severity.WARNING, "/[/bold]", link="[link=file:~etc]x[~link]"),
+                Finding("absolute", Severity.INFO, "/a\nFORGED row\x1b[2K", link="/x")]
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    print_table(ScanResult.of("/r[b]", TargetKind.ROOTFS, findings), console)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "/[/bold]" in text and "[link=file:~etc]x[~link]" in text and "/r[b]" in text
+    assert "\x1b" not in text and "FORGED row" in text and "\\nFORGED" in text

@@ -3,19 +3,22 @@
 Kinds (bytes only on the finding that owns them, so that totals never count a dir twice):
 ``orphan_dir``, ``missing_dir``, ``dangling_parent``, ``ghost_child``, ``backend_unreferenced``,
 ``backend_missing`` (a meta.db snapshot whose snapshotter record is gone),
-``unreferenced_snapshot``, ``ownerless_active``, ``extract_leftover``.
+``unreferenced_snapshot``, ``ownerless_active``, ``extract_leftover``, ``parent_cycle`` (a
+snapshot that is its own ancestor: it can never be mounted, nor removed leaf-first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Mapping
+from typing import TypeVar
 
 from crilink.model import Finding, Severity
 from crilink.stores.containerd_index import StoreIndex
 from crilink.stores.containerd_model import BackendSnapshot, SnapshotKind
 
-__all__ = ["EXTRACT_PREFIX", "snapshot_findings"]
+__all__ = ["EXTRACT_PREFIX", "parent_cycles", "snapshot_findings"]
 
+K = TypeVar("K", bound=Hashable)
 EXTRACT_PREFIX = "extract-"  # containerd's unpacker names its temporary active snapshots so
 
 
@@ -176,8 +179,48 @@ def _meta_side(ix: StoreIndex) -> Iterator[Finding]:
                           key=snap.key, id=sid, bytes=owned_bytes, detail=extra)
 
 
+def parent_cycles(parent: Mapping[K, K]) -> list[list[K]]:
+    """The cycles of the parent relation ``parent`` (child -> parent), each once, in parent
+    order from its first member met; linear in the number of keys."""
+    state: dict[K, int] = {}  # 1: on the chain being followed, 2: done
+    cycles: list[list[K]] = []
+    for start in parent:
+        chain: list[K] = []
+        cur = start
+        while cur in parent and cur not in state:
+            state[cur] = 1
+            chain.append(cur)
+            cur = parent[cur]
+        if state.get(cur) == 1:  # the chain came back onto itself
+            cycles.append(chain[chain.index(cur):])
+        for k in chain:
+            state[k] = 2
+    return cycles
+
+
+def _parent_cycles(ix: StoreIndex) -> Iterator[Finding]:
+    meta = {k: (k[0], k[1], s.parent) for k, s in ix.meta_snaps.items() if s.parent}
+    for cycle in parent_cycles(meta):
+        keys = [k[2] for k in cycle]
+        for k in cycle:
+            snap = ix.meta_snaps[k]
+            yield Finding("parent_cycle", Severity.ERROR, ix.snapshot_path(snap),
+                          "snapshot is its own ancestor: " + " -> ".join([*keys, keys[0]]),
+                          namespace=snap.namespace, key=snap.key,
+                          detail={"snapshotter": snap.snapshotter, "cycle": keys,
+                                  "db": "meta.db"})
+    backend = {k: (k[0], r.parent) for k, r in ix.backend.items() if r.parent}
+    for ring in parent_cycles(backend):
+        names = [k[1] for k in ring]
+        for bk in ring:
+            yield _record_finding(ix, "parent_cycle", ix.backend[bk], sev=Severity.ERROR,
+                                  msg="snapshot record is its own ancestor: "
+                                  + " -> ".join([*names, names[0]]), cycle=names,
+                                  db="metadata.db")
+
+
 def snapshot_findings(ix: StoreIndex) -> Iterator[Finding]:
     """Every snapshot finding of the store (all namespaces)."""
-    for check in (_orphan_dirs, _missing_dirs, _dangling_parents, _ghost_children,
-                  _backend_side, _meta_side):
+    for check in (_orphan_dirs, _missing_dirs, _dangling_parents, _parent_cycles,
+                  _ghost_children, _backend_side, _meta_side):
         yield from check(ix)

@@ -10,7 +10,7 @@ import importlib
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ import click
 from crilink.cli.common import output_option, stderr_console, stdout_console
 from crilink.errors import UsageError
 from crilink.model import TargetKind
-from crilink.report import SCHEMA_VERSION, print_json
+from crilink.report import SCHEMA_VERSION, print_json, terminal_text
 from crilink.scan import detect_target
 
 __all__ = ["GC_RUNNERS", "GcRequest", "command"]
@@ -78,18 +78,20 @@ def _print_plan(plan: Any, req: GcRequest) -> None:
     for item in plan.items:
         ident = item.key or item.finding.digest or ""
         how = "crilink (quarantine + purge)" if item.offline else "ctr / containerd GC"
-        out.print(f"  {item.kind:<22} {item.bytes:>12,}  {item.namespace or '-':<10} "
-                  f"{ident}  [{how}]  {item.path}", soft_wrap=True, markup=False)
+        out.print(terminal_text(f"  {item.kind:<22} {item.bytes:>12,}  "
+                                f"{item.namespace or '-':<10} {ident}  [{how}]  {item.path}"),
+                  soft_wrap=True, markup=False)
     for f, holder in plan.held:
-        out.print(f"  not yet: {f.kind} {f.key or f.path} ({f.bytes or 0:,} bytes) is held by "
-                  f"{holder}; see crilink snapshots {plan.root} --why {shlex.quote(f.key)}"
-                  if f.key else f"  not yet: {f.kind} {f.path}: held by {holder}",
-                  soft_wrap=True, markup=False, highlight=False)
+        out.print(terminal_text(
+            f"  not yet: {f.kind} {f.key or f.path} ({f.bytes or 0:,} bytes) is held by "
+            f"{holder}; see crilink snapshots {plan.root} --why {shlex.quote(f.key)}"
+            if f.key else f"  not yet: {f.kind} {f.path}: held by {holder}"),
+            soft_wrap=True, markup=False, highlight=False)
     cmds = list(manual_commands(plan))
     if cmds:
         out.print("# with containerd running, these reclaim the rest:")
         for c in cmds:
-            out.print(c, soft_wrap=True, markup=False, highlight=False)
+            out.print(terminal_text(c), soft_wrap=True, markup=False, highlight=False)
 
 
 def gc_containerd(req: GcRequest) -> int:
@@ -128,9 +130,21 @@ def gc_containerd(req: GcRequest) -> int:
     else:
         err = stderr_console()
         for r in results:
-            err.print(f"{r.status:<8} {r.item.kind} {r.item.key or r.item.path} {r.reason}",
+            err.print(terminal_text(f"{r.status:<8} {r.item.kind} {r.item.key or r.item.path} "
+                                    f"{r.reason}"),
                       markup=False, soft_wrap=True)
-    return 0 if all(r.status != "failed" for r in results) else 5
+    return _apply_exit(results)
+
+
+def _apply_exit(results: Sequence[Any]) -> int:
+    """5 when an action failed, 4 when one was skipped or refused by its safety re-check (the
+    node was not what the plan expected), else 0. An item the fresh re-scan no longer reports
+    (nothing was tried) is not an error: the store converged."""
+    if any(r.status == "failed" for r in results):
+        return 5
+    if any(r.status in ("skipped", "refused") and r.outcomes for r in results):
+        return 4
+    return 0
 
 
 def _say_journal(journal: str, kept: bool, root: object, stamp: str) -> None:
@@ -149,7 +163,7 @@ def _say_journal(journal: str, kept: bool, root: object, stamp: str) -> None:
 @click.option("-y", "--yes", is_flag=True, help="do not ask before applying")
 @click.option("-a", "--address", help="containerd socket (default: from config.toml)")
 @click.option("--as-of", "as_of", help="judge lease and ingest expiry at this RFC 3339 time "
-              "(default: now)")
+              "(default: now; a time without an offset is UTC)")
 @click.option("--journal-dir", help="where --apply writes its journal")
 @click.option("--keep-quarantine", is_flag=True,
               help="containerd stopped: move orphan dirs into ROOT/.crilink-quarantine/ and "
@@ -171,6 +185,8 @@ def command(*, root: str | None, apply: bool, yes: bool, address: str | None, as
             now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
         except ValueError as err:
             raise UsageError(f"gc: --as-of {as_of!r} is not an RFC 3339 time") from err
+        if now.tzinfo is None:  # RFC 3339 needs an offset; a bare time is read as UTC
+            now = now.replace(tzinfo=UTC)
     if root is None:
         from crilink.stores.containerd import find_containerd  # noqa: PLC0415 - lazy
 

@@ -10,7 +10,7 @@ import click
 from crilink.checks.containerd import analyze
 from crilink.cli.common import output_option, stdout_console
 from crilink.errors import UsageError
-from crilink.report import SCHEMA_VERSION, print_json
+from crilink.report import SCHEMA_VERSION, print_json, terminal_text
 from crilink.stores.containerd_tree import NamespaceTree, SnapshotEntry, build_trees, why
 
 __all__ = ["command"]
@@ -19,25 +19,17 @@ __all__ = ["command"]
 def _line(e: SnapshotEntry) -> str:
     size = f"{e.bytes:,}" if e.bytes is not None else "-"
     held = ", ".join(e.held_by) if e.held_by else "NOTHING (GC would delete it)"
-    return f"{e.key}  [{e.kind}, id {e.id}, {size} bytes]  held by: {held}"
+    return terminal_text(f"{e.key}  [{e.kind}, id {e.id}, {size} bytes]  held by: {held}")
 
 
 def _print_tree(tree: NamespaceTree) -> None:
     out = stdout_console()
-    out.print(f"namespace {tree.namespace}", markup=False)
-    by_key = tree.by_key()
-
-    def walk(e: SnapshotEntry, depth: int) -> None:
+    out.print(f"namespace {terminal_text(tree.namespace)}", markup=False)
+    for e, depth in tree.walk():
         prefix = " " if depth == 0 else "  " * depth + "\\_ "
         out.print(prefix + _line(e), markup=False, soft_wrap=True)
-        for child in e.children:
-            if child in by_key:
-                walk(by_key[child], depth + 1)
-
-    for root in tree.roots():
-        walk(root, 0)
     parts = ", ".join(f"{k} {v:,}" for k, v in tree.reclaimable.items()) or "nothing"
-    out.print(f"summary {tree.namespace}: {tree.bytes_in_use:,} bytes in use; "
+    out.print(f"summary {terminal_text(tree.namespace)}: {tree.bytes_in_use:,} bytes in use; "
               f"reclaimable: {parts}", markup=False)
 
 
@@ -67,7 +59,7 @@ def command(root: str | None, namespace: str | None, snapshotter: str, why_key: 
                         "chain": chain}, sys.stdout)
         else:
             for line in chain or [f"{why_key}: nothing keeps it (GC would delete it)"]:
-                stdout_console().print(line, markup=False, soft_wrap=True)
+                stdout_console().print(terminal_text(line), markup=False, soft_wrap=True)
         return
     trees = build_trees(ix, found, namespace)
     if output == "json":

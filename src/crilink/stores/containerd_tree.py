@@ -8,6 +8,7 @@ whole chain from a GC root. The summary splits bytes into in use and reclaimable
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,36 @@ class NamespaceTree:
     reclaimable: dict[str, int]
 
     def roots(self) -> list[SnapshotEntry]:
-        keys = {e.key for e in self.entries}
-        return [e for e in self.entries if not e.parent or e.parent not in keys]
+        """Entries to start the tree from: those without a parent here, then one member of
+        each parent cycle (which no true root reaches), so that every entry is shown."""
+        by_key = self.by_key()
+        out = [e for e in self.entries if not e.parent or e.parent not in by_key]
+        seen: set[str] = set()
+        for e in out:
+            seen.update(_below(e.key, by_key))
+        for e in self.entries:
+            if e.key in seen:
+                continue
+            cur, path = e, set()
+            while cur.key not in path:  # follow parents: every remaining chain ends in a cycle
+                path.add(cur.key)
+                cur = by_key[cur.parent]
+            out.append(cur)
+            seen.update(_below(cur.key, by_key))
+        return out
+
+    def walk(self) -> Iterator[tuple[SnapshotEntry, int]]:
+        """Every entry once, depth first from :meth:`roots`, with its depth."""
+        by_key, seen = self.by_key(), set()
+        stack = [(r, 0) for r in reversed(self.roots())]
+        while stack:
+            e, depth = stack.pop()
+            if e.key in seen:
+                continue
+            seen.add(e.key)
+            yield e, depth
+            stack.extend((by_key[c], depth + 1) for c in reversed(e.children)
+                         if c in by_key and c not in seen)
 
     def by_key(self) -> dict[str, SnapshotEntry]:
         return {e.key: e for e in self.entries}
@@ -57,6 +86,18 @@ class NamespaceTree:
     def to_json(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "bytes_in_use": self.bytes_in_use,
                 "reclaimable": self.reclaimable, "snapshots": [e.to_json() for e in self.entries]}
+
+
+def _below(key: str, by_key: dict[str, SnapshotEntry]) -> set[str]:
+    """``key`` and every entry below it through children (cycles are walked once)."""
+    out, stack = set(), [key]
+    while stack:
+        k = stack.pop()
+        if k in out or k not in by_key:
+            continue
+        out.add(k)
+        stack.extend(by_key[k].children)
+    return out
 
 
 def _root_of(ix: StoreIndex, hold: Hold) -> str:
@@ -75,7 +116,7 @@ def _entry(ix: StoreIndex, snap: MetaSnapshot, children: list[str]) -> SnapshotE
     node = ix.snap_node(snap)
     holds = ix.reach.holds.get(node, []) if ix.reach.reachable(node) else []
     held = sorted({_root_of(ix, h) for h in holds if h.via != "parent"})
-    held += [f"child {c}" for c in children if ix.reach.reachable(
+    held += [f"child {c}" for c in children if c != snap.key and ix.reach.reachable(
         Node(NodeType.SNAPSHOT, snap.namespace, f"{snap.snapshotter}/{c}"))]
     return SnapshotEntry(snap.namespace, snap.snapshotter, snap.key, snap.parent,
                          str(rec.kind) if rec else "unknown", rec.id if rec else None,
