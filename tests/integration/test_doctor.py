@@ -89,3 +89,27 @@ def test_doctor_reports_an_unreadable_store_and_scans_the_others(
     assert "meta.db" in stores["containerd"]["error"]
     assert stores["containers_storage"]["present"] and "summary" in stores["containers_storage"]
     assert rc in (0, 1)
+
+
+@pytest.mark.parametrize("damage", ["fifo", "devzero", "not_utf8"])
+def test_doctor_survives_a_hostile_containerd_config(tmp_path: Path, damage: str) -> None:
+    """A config that is a FIFO, a link to /dev/zero or not UTF-8: that store is an error
+    line, the others are still reported, and doctor neither hangs nor crashes."""
+    cfg = tmp_path / "config.toml"
+    if damage == "fifo":
+        import os  # noqa: PLC0415
+
+        os.mkfifo(cfg)
+    elif damage == "devzero":
+        cfg.symlink_to("/dev/zero")
+    else:
+        cfg.write_bytes(b'root = "/var/lib/\xff"\n')
+    r = subprocess.run([sys.executable, "-m", "crilink.cli.main", "doctor", "-o", "json",
+                        "--containerd-config", str(cfg), "--storage-conf",
+                        str(tmp_path / "none.conf"), "--docker-config",
+                        str(tmp_path / "none.json")],
+                       capture_output=True, text=True, check=False, timeout=60)
+    assert r.returncode in (0, 1), r.stderr
+    stores = {s["kind"]: s for s in json.loads(r.stdout)["stores"]}
+    assert str(cfg) in stores["containerd"]["error"]
+    assert set(stores) == {"containerd", "containers_storage", "docker"}

@@ -77,3 +77,19 @@ def test_parent_key() -> None:
     for bad in (b"\x02\x01\x08", b"\x02", b"\x02\x00\x08\x00"):
         with pytest.raises(CorruptInputError):
             parse_parent_key(bad)
+
+
+def test_a_damaged_timestamp_is_unknown_not_fatal() -> None:
+    """One bad ``createdat``/``expireat`` must not make the whole store unreadable."""
+    from crilink.formats import containerd as fmt  # noqa: PLC0415
+
+    class Bucket:
+        def __init__(self, values: dict[bytes, bytes]) -> None:
+            self.values = values
+
+        def get(self, key: bytes) -> bytes | None:
+            return self.values.get(key)
+
+    for bad in (b"\x02garbage", b"\x01", b"\xff" * 20):
+        assert fmt._time(Bucket({b"createdat": bad}), b"createdat", "ns/leases/l") is None  # type: ignore[arg-type]
+    assert fmt._time(Bucket({}), b"createdat", "x") is None  # type: ignore[arg-type]

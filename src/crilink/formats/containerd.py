@@ -208,8 +208,16 @@ def _labels(bkt: BoltBucket, name: bytes = B_LABELS) -> dict[bytes, bytes]:
 
 
 def _time(bkt: BoltBucket, key: bytes, where: str) -> datetime | None:
+    """A Go binary time, or None when absent or undecodable. One damaged timestamp must not
+    make the whole store unreadable: a creation time is only shown, and an expiry that cannot
+    be read counts as none, so the lease or ingest is kept (the safe reading for GC)."""
     value = bkt.get(key)
-    return go_time(value, f"{where}/{key.decode()}") if value else None
+    if not value:
+        return None
+    try:
+        return go_time(value, f"{where}/{key.decode()}")
+    except CorruptInputError:
+        return None
 
 
 def _int(bkt: BoltBucket, key: bytes, where: str, signed: bool = True) -> int | None:

@@ -17,11 +17,13 @@ import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from crilink.errors import InputError
 from crilink.formats.bolt import BoltDB, writer_lock_holder
 from crilink.formats.containerd import RawSnapshotterDB, read_meta_db, read_snapshotter_db
 from crilink.model import TargetKind
+from crilink.pathres.files import read_regular
 from crilink.stores.base import RuntimeStatus
 from crilink.stores.containerd_disk import (
     META_DB,
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
+_CONFIG_LIMIT = 4 << 20  # a containerd config is a few KiB
 DEFAULT_ROOT = "/var/lib/containerd"
 DEFAULT_STATE = "/run/containerd"
 SOCKET_NAME = "containerd.sock"
@@ -66,14 +69,17 @@ def find_containerd(config_path: str = DEFAULT_CONFIG) -> ContainerdLocation:
 
     A missing config gives the defaults; an unreadable or malformed one raises ``InputError``.
     """
-    try:
-        with open(config_path, "rb") as fh:
-            conf = tomllib.load(fh)
-        used: str | None = config_path
-    except FileNotFoundError:
-        conf, used = {}, None
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise InputError(f"read {config_path}: {err} (fix the file or pass --config)") from err
+    if not os.path.lexists(config_path):
+        conf: dict[str, Any] = {}
+        used: str | None = None
+    else:
+        # a config that is a FIFO or a device would block or never end: regular files only
+        data = read_regular(Path(config_path).resolve(), config_path, limit=_CONFIG_LIMIT)
+        try:
+            conf, used = tomllib.loads(data.decode("utf-8")), config_path
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise InputError(f"read {config_path}: not valid TOML ({err}); fix the file "
+                             "or pass --config") from err
     state = str(conf.get("state") or DEFAULT_STATE)
     grpc = conf.get("grpc")
     address = grpc.get("address") if isinstance(grpc, dict) else None
