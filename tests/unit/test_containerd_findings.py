@@ -158,3 +158,14 @@ def test_leaked_mount(copy_fixture: Callable[[str], Path]) -> None:
     (leak,) = [f for f in found if f.kind == "leaked_mount"]
     assert leak.path == "tmpmounts/containerd-mount2299436914"
     assert leak.detail["mount_point"] == str(point)
+
+
+def test_ingest_ref_that_is_a_fifo_does_not_block(copy_fixture: Callable[[str], Path]) -> None:
+    root = copy_fixture("containerd/interrupted-import/root")
+    (ingest,) = (root / "io.containerd.content.v1.content/ingest").iterdir()
+    (ingest / "ref").unlink()
+    import os  # noqa: PLC0415
+
+    os.mkfifo(ingest / "ref")  # reading it would wait for a writer for ever
+    _, found = analyze(str(root))
+    assert [f.kind for f in found if f.kind == "stale_ingest"] == ["stale_ingest"]

@@ -16,6 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from crilink.errors import CrilinkError
+from crilink.pathres.files import read_regular
+
 __all__ = [
     "CONTENT_DIR",
     "METADATA_DIR",
@@ -46,6 +49,7 @@ NEW_DIR_PREFIX = "new-"  # overlayfs/native: mkdtemp name before the record is c
 # the subdirectory of snapshots/<id> that holds the files, per snapshotter ("" = the dir itself)
 FS_SUBDIR = {"overlayfs": "fs", "native": "", "fuse-overlayfs": "fs"}
 MOUNTINFO = "/proc/self/mountinfo"
+_REF_LIMIT = 64 << 10  # an ingest ref is a short name
 
 
 def snapshotter_dir(name: str) -> str:
@@ -128,9 +132,11 @@ def _snapshot_dirs(root: Path, snapshotter: str) -> list[SnapshotDir]:
 
 
 def _read_text(path: Path) -> str | None:
+    """A small text file (an ingest's ``ref``), or None when it is missing, unreadable, not a
+    regular file (a FIFO would block) or larger than any ref containerd writes."""
     try:
-        return os.fsdecode(path.read_bytes())
-    except OSError:
+        return os.fsdecode(read_regular(path, str(path), limit=_REF_LIMIT))
+    except CrilinkError:
         return None
 
 
