@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crilink.checks.links import symlink_findings
+from crilink.errors import CorruptInputError
 from crilink.formats.blobstream import (
     Compression,
     LayerStream,
@@ -117,9 +118,11 @@ def _scan_layer(plan: ImagePlan, layer: LayerRef, view: ImageView) -> tuple[list
         raw = plan.source.open(layer.name)
     except MissingBlobError as err:
         return [_malformed(layer, MalformedReason.MISSING_BLOB, err.message)], 0
+    except CorruptInputError as err:  # a symlink, FIFO, device ... where the blob belongs
+        return [_malformed(layer, MalformedReason.NOT_A_FILE, err.message)], 0
     with raw:
         try:
-            stream = LayerStream(raw, layer.digest.split(":", 1)[0])
+            stream = LayerStream(raw, layer.digest.split(":", 1)[0], limit=layer.size)
         except MalformedLayerError as err:
             return [_malformed(layer, err.reason, err.message)], 0
         if stream.compression is Compression.UNKNOWN:
@@ -131,18 +134,43 @@ def _scan_layer(plan: ImagePlan, layer: LayerRef, view: ImageView) -> tuple[list
         return findings, stream.raw_bytes
 
 
+def _size_finding(layer: LayerRef, stream: LayerStream) -> Finding | None:
+    """``size_mismatch`` when the blob (read whole, up to its descriptor's size) is shorter
+    than the descriptor says, or goes on past it; the blob is never read further."""
+    if layer.size is None:
+        return None
+    if stream.raw_bytes < layer.size:
+        return _malformed(layer, MalformedReason.SIZE_MISMATCH,
+                          f"layer blob is {stream.raw_bytes} bytes, its descriptor says "
+                          f"{layer.size}", expected=layer.size, actual=stream.raw_bytes)
+    if stream.longer_than_limit():
+        return _malformed(layer, MalformedReason.SIZE_MISMATCH,
+                          f"layer blob is longer than the {layer.size} bytes its descriptor "
+                          "says; read no further", expected=layer.size, longer=True)
+    return None
+
+
 def _layer_end(layer: LayerRef, stream: LayerStream, problem: TarProblem | None) -> list[Finding]:
     """Findings about how the layer ended: truncation, missing EOF, digests."""
     out: list[Finding] = []
     if problem is not None:
         out.append(_malformed(layer, problem.reason, problem.message, offset=problem.offset))
         if problem.reason is not MalformedReason.MISSING_EOF:
-            return out  # the bytes are damaged: a digest mismatch would say nothing more
+            # the bytes are damaged: a digest mismatch would say nothing more; but when the
+            # descriptor's size cut the blob short, that is the cause, and is said too
+            longer = layer.size is not None and stream.raw_bytes == layer.size
+            size = _size_finding(layer, stream) if longer else None
+            return out if size is None else [*out, size]
     try:
         stream.drain()
+        size = _size_finding(layer, stream)
     except MalformedLayerError as err:
         return [*out, _malformed(layer, err.reason, err.message)]
-    checks = ((MalformedReason.DIGEST_MISMATCH, layer.blob_digest, stream.blob_digest()),
+    blob_digest = layer.blob_digest
+    if size is not None:
+        out.append(size)
+        blob_digest = None  # a blob of another length cannot hash right: said once, above
+    checks = ((MalformedReason.DIGEST_MISMATCH, blob_digest, stream.blob_digest()),
               (MalformedReason.DIFF_ID_MISMATCH, layer.diff_id, stream.diff_digest()))
     for reason, want, got in checks:
         if want is not None and want != got:
