@@ -30,7 +30,7 @@ from crilink.formats.blobstream import (
     MalformedReason,
 )
 from crilink.formats.imagesource import ImagePlan, LayerRef, open_image
-from crilink.formats.imageview import ImageView, IssueKind, MergeIssue
+from crilink.formats.imageview import BAD_WHITEOUT, ImageView, IssueKind, MergeIssue
 from crilink.formats.layertar import TarProblem, TarReader
 from crilink.formats.source import MissingBlobError
 from crilink.model import Finding, ScanResult, Severity
@@ -53,6 +53,10 @@ _ISSUE_MESSAGE = {
     IssueKind.HARDLINK_MISSING_TARGET: "hard link to a target that is not there at this layer",
     IssueKind.HARDLINK_CROSS_LAYER: "hard link to a lower layer's file: its bytes are stored "
                                     "again in this layer",
+}
+_REASON_MESSAGE = {
+    BAD_WHITEOUT: "whiteout of '..', '.' or an empty name: names no file (it would hide the "
+                  "directory itself or its parent); not applied",
 }
 Progress = Callable[[int, int | None], None]
 
@@ -108,7 +112,8 @@ def _issue_finding(issue: MergeIssue) -> Finding:
     if issue.target_layer is not None:
         detail["target_layer"] = issue.target_layer
     return Finding(str(issue.kind), _ISSUE_SEVERITY[issue.kind], issue.path,
-                   message=_ISSUE_MESSAGE[issue.kind], link=issue.link, layer=issue.layer,
+                   message=_REASON_MESSAGE.get(issue.reason, _ISSUE_MESSAGE[issue.kind]),
+                   link=issue.link, layer=issue.layer,
                    bytes=issue.size, detail=detail)
 
 
