@@ -73,6 +73,7 @@ class MalformedReason(StrEnum):
     NOT_A_FILE = "not_a_file"  # the blob is a symlink, FIFO, device ... where a file belongs
     READ_ERROR = "read_error"
     SIZE_MISMATCH = "size_mismatch"  # the blob is shorter or longer than its descriptor says
+    LONE_ZERO_BLOCK = "lone_zero_block"  # one zero block, then more data: no proper end
 
 
 class MalformedLayerError(CorruptInputError):

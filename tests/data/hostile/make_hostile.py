@@ -159,6 +159,16 @@ def bad_checksum(tar: bytes) -> bytes:
     return tar[:second + 148] + b"0000000\x00" + tar[second + 156:]
 
 
+def lone_zero_block() -> bytes:
+    """A file header, ONE zero block, then another member and a proper end: readers that stop
+    at the zero block and readers that skip it see different files."""
+    def header(name: str) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.mtime = 0
+        return info.tobuf(tarfile.USTAR_FORMAT)
+    return header("seen") + bytes(512) + header("hidden") + bytes(1024)
+
+
 def append_garbage(blob: bytes) -> bytes:
     return blob + b"appended after digesting" * 100
 
@@ -230,6 +240,10 @@ CASES = [
          exp("unsafe_entry", "/usr/lib/.wh..", "error", "bad_whiteout_name"),
          exp("unsafe_entry", "/.wh.", "error", "bad_whiteout_name")],
         "whiteouts of '..', '.' and the empty name (never applied); a proper one beside them"),
+    Case("lone-zero-block", [Layer(lone_zero_block(), compress=lambda b: b,
+                                   media_type=MT_LAYER)],
+         [exp("malformed_layer", "/", "warning", "lone_zero_block")],
+         "one zero block, then a member 'hidden' and two zero blocks"),
     Case("size-longer", [Layer(BASE, mangle=append_garbage)],
          [exp("malformed_layer", "/", "warning", "size_mismatch")],
          "bytes appended to a good gzip blob: longer than its descriptor says (read no further)"),
