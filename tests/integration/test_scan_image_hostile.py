@@ -89,3 +89,21 @@ def test_manifest_blob_fifo_or_dev_zero_is_an_error_not_a_hang(tmp_path: Path,
     _replace(manifest, how)
     rc, out, err = _cli(root)
     assert rc == 2 and out == "" and "where a regular file belongs" in err
+
+
+def test_symlinked_index_is_a_layout_refused(tmp_path: Path) -> None:
+    root, _, _ = _hostile_copy(tmp_path)
+    (root / "index.json").unlink()
+    (root / "index.json").symlink_to("/dev/zero")
+    rc, out, err = _cli(root)
+    assert rc == 2 and out == "" and "index.json" in err and "a symlink" in err
+
+
+def test_empty_target_and_truncated_archive_say_so(tmp_path: Path) -> None:
+    rc, _, err = _cli("")  # the empty name itself, as typed: crilink scan ''
+    assert rc == 2 and "empty" in err and "permission" not in err
+    archive = tmp_path / "x.docker.tar"
+    data = (HOSTILE / "docker-diff-id.docker.tar").read_bytes()
+    archive.write_bytes(data[:len(data) // 2])
+    rc, _, err = _cli(archive)
+    assert rc == 2 and "a tar archive, but truncated or corrupt" in err
