@@ -53,7 +53,14 @@ _DOCKER_MARKERS = ("image/overlay2", "overlay2")
 
 
 def detect_target(target: str) -> TargetKind:
-    """The kind of ``target``: a store root, an image layout or archive, else a root filesystem."""
+    """The kind of ``target``: a store root, an image layout or archive, else a root filesystem.
+
+    A directory holding ``oci-layout`` and ``index.json`` is an image layout whatever those
+    two are (a symlink, a FIFO ...): reading them then says what is wrong, rather than the
+    image being scanned as a plain root filesystem."""
+    if not target:
+        raise InputError("scan: the target is an empty name; give a directory, image layout, "
+                         "image archive or store root")
     try:
         st = Path(target).stat()
     except FileNotFoundError as err:
@@ -72,7 +79,7 @@ def detect_target(target: str) -> TargetKind:
         raise InputError(f"scan {target}: permission denied: cannot list this directory "
                          "(run as root?)")
     root = Path(target)
-    if (root / "oci-layout").is_file() and (root / "index.json").is_file():
+    if os.path.lexists(root / "oci-layout") and os.path.lexists(root / "index.json"):
         return TargetKind.OCI_LAYOUT
     if any((root / m).is_dir() for m in _CONTAINERD_MARKERS):
         return TargetKind.CONTAINERD

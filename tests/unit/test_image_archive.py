@@ -144,3 +144,30 @@ def test_not_tar_or_plain_tar_without_image(tmp_path: Path) -> None:
     plain = write_tar(tmp_path / "p.tar", {"etc/passwd": b"root"})
     with pytest.raises(InputError, match="neither an oci-archive"):
         sniff_archive(str(plain))
+
+
+def _docker_archive(path: Path) -> Path:
+    one = layer_tar("a")
+    return write_tar(path, {"l.tar": one, "c.json": config_for(one), "manifest.json":
+                            json.dumps([{"Config": "c.json", "Layers": ["l.tar"]}]).encode()})
+
+
+def test_malformed_gnu_sparse_pax_member_is_a_clear_error(tmp_path: Path) -> None:
+    path = _docker_archive(tmp_path / "s.tar")
+    with tarfile.open(path, "a", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("sparse")  # tarfile raises ValueError reading this header
+        info.pax_headers = {"GNU.sparse.map": "a,b", "GNU.sparse.size": "1"}
+        tar.addfile(info)
+    with pytest.raises(CorruptInputError, match="a tar archive, but truncated or corrupt"):
+        sniff_archive(str(path))
+
+
+def test_truncated_archive_says_truncated(tmp_path: Path) -> None:
+    path = _docker_archive(tmp_path / "t.tar")
+    data = path.read_bytes()
+    path.write_bytes(data[:512 + 300])  # inside the first member's data
+    with pytest.raises(CorruptInputError, match="truncated or corrupt after 1 member"):
+        ArchiveSource(str(path))
+    path.write_bytes(data[:300])  # inside its first header: still recognisably a tar
+    with pytest.raises(CorruptInputError, match="a tar archive, but truncated"):
+        sniff_archive(str(path))

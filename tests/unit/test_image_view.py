@@ -116,3 +116,13 @@ def test_symlinks_lists_layer_of_last_writer() -> None:
     v.apply_layer("L1", [e("s", S, "/x"), e("t", S, "y")])
     v.apply_layer("L2", [e("t", S, "z")])
     assert sorted(v.symlinks()) == [("/s", "/x", "L1"), ("/t", "z", "L2")]
+
+
+@pytest.mark.parametrize("name", [".wh...", "etc/.wh...", "etc/.wh..", ".wh.", "etc/.wh."])
+def test_whiteout_of_dot_names_is_unsafe_and_never_applied(name: str) -> None:
+    v = ImageView()
+    v.apply_layer("L1", [e("etc/", D), e("etc/passwd"), e("top")])
+    issues = v.apply_layer("L2", [e(name)])
+    assert [(i.kind, i.path, i.reason) for i in issues] == [
+        (IssueKind.UNSAFE_ENTRY, "/" + name, "bad_whiteout_name")]
+    assert paths(v) == {"/etc", "/etc/passwd", "/top"}

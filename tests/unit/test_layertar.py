@@ -224,3 +224,27 @@ def test_real_umoci_insert_layers_without_eof(real_fixtures: Path, index: int,
         stream.drain()
     assert reader.problem is not None and reader.problem.reason is MalformedReason.MISSING_EOF
     assert stream.blob_digest() == "sha256:" + blob
+
+
+def test_lone_zero_block_followed_by_members_is_malformed() -> None:
+    one = make_tar([(info("seen"), b"1")], tarfile.USTAR_FORMAT)[:1024]  # header + data
+    hidden = make_tar([(info("hidden"), b"2")], tarfile.USTAR_FORMAT)  # with a proper end
+    entries, reader = read_all(one + bytes(512) + hidden)
+    assert [e[0] for e in entries] == ["seen"]
+    assert reader.problem is not None
+    assert reader.problem.reason is MalformedReason.LONE_ZERO_BLOCK
+    assert reader.problem.offset == 1024 + 512 * 2
+
+
+@pytest.mark.parametrize("tail", [bytes(512), bytes(512 * 20), bytes(512 + 100), b""])
+def test_zero_block_then_zeros_or_nothing_is_a_proper_end(tail: bytes) -> None:
+    head = make_tar([(info("a"), b"1")], tarfile.USTAR_FORMAT)[:1024]
+    entries, reader = read_all(head + bytes(512) + tail)
+    assert [e[0] for e in entries] == ["a"] and reader.problem is None
+
+
+def test_negative_pax_size_is_a_bad_header() -> None:
+    ti = info("f")
+    ti.pax_headers = {"size": "-5"}
+    _, reader = read_all(make_tar([ti]))
+    assert reader.problem is not None and reader.problem.reason is MalformedReason.BAD_HEADER

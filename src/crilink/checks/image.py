@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crilink.checks.links import symlink_findings
+from crilink.errors import CorruptInputError
 from crilink.formats.blobstream import (
     Compression,
     LayerStream,
@@ -29,7 +30,7 @@ from crilink.formats.blobstream import (
     MalformedReason,
 )
 from crilink.formats.imagesource import ImagePlan, LayerRef, open_image
-from crilink.formats.imageview import ImageView, IssueKind, MergeIssue
+from crilink.formats.imageview import BAD_WHITEOUT, ImageView, IssueKind, MergeIssue
 from crilink.formats.layertar import TarProblem, TarReader
 from crilink.formats.source import MissingBlobError
 from crilink.model import Finding, ScanResult, Severity
@@ -52,6 +53,10 @@ _ISSUE_MESSAGE = {
     IssueKind.HARDLINK_MISSING_TARGET: "hard link to a target that is not there at this layer",
     IssueKind.HARDLINK_CROSS_LAYER: "hard link to a lower layer's file: its bytes are stored "
                                     "again in this layer",
+}
+_REASON_MESSAGE = {
+    BAD_WHITEOUT: "whiteout of '..', '.' or an empty name: names no file (it would hide the "
+                  "directory itself or its parent); not applied",
 }
 Progress = Callable[[int, int | None], None]
 
@@ -107,7 +112,8 @@ def _issue_finding(issue: MergeIssue) -> Finding:
     if issue.target_layer is not None:
         detail["target_layer"] = issue.target_layer
     return Finding(str(issue.kind), _ISSUE_SEVERITY[issue.kind], issue.path,
-                   message=_ISSUE_MESSAGE[issue.kind], link=issue.link, layer=issue.layer,
+                   message=_REASON_MESSAGE.get(issue.reason, _ISSUE_MESSAGE[issue.kind]),
+                   link=issue.link, layer=issue.layer,
                    bytes=issue.size, detail=detail)
 
 
@@ -117,9 +123,11 @@ def _scan_layer(plan: ImagePlan, layer: LayerRef, view: ImageView) -> tuple[list
         raw = plan.source.open(layer.name)
     except MissingBlobError as err:
         return [_malformed(layer, MalformedReason.MISSING_BLOB, err.message)], 0
+    except CorruptInputError as err:  # a symlink, FIFO, device ... where the blob belongs
+        return [_malformed(layer, MalformedReason.NOT_A_FILE, err.message)], 0
     with raw:
         try:
-            stream = LayerStream(raw, layer.digest.split(":", 1)[0])
+            stream = LayerStream(raw, layer.digest.split(":", 1)[0], limit=layer.size)
         except MalformedLayerError as err:
             return [_malformed(layer, err.reason, err.message)], 0
         if stream.compression is Compression.UNKNOWN:
@@ -131,18 +139,43 @@ def _scan_layer(plan: ImagePlan, layer: LayerRef, view: ImageView) -> tuple[list
         return findings, stream.raw_bytes
 
 
+def _size_finding(layer: LayerRef, stream: LayerStream) -> Finding | None:
+    """``size_mismatch`` when the blob (read whole, up to its descriptor's size) is shorter
+    than the descriptor says, or goes on past it; the blob is never read further."""
+    if layer.size is None:
+        return None
+    if stream.raw_bytes < layer.size:
+        return _malformed(layer, MalformedReason.SIZE_MISMATCH,
+                          f"layer blob is {stream.raw_bytes} bytes, its descriptor says "
+                          f"{layer.size}", expected=layer.size, actual=stream.raw_bytes)
+    if stream.longer_than_limit():
+        return _malformed(layer, MalformedReason.SIZE_MISMATCH,
+                          f"layer blob is longer than the {layer.size} bytes its descriptor "
+                          "says; read no further", expected=layer.size, longer=True)
+    return None
+
+
 def _layer_end(layer: LayerRef, stream: LayerStream, problem: TarProblem | None) -> list[Finding]:
     """Findings about how the layer ended: truncation, missing EOF, digests."""
     out: list[Finding] = []
     if problem is not None:
         out.append(_malformed(layer, problem.reason, problem.message, offset=problem.offset))
         if problem.reason is not MalformedReason.MISSING_EOF:
-            return out  # the bytes are damaged: a digest mismatch would say nothing more
+            # the bytes are damaged: a digest mismatch would say nothing more; but when the
+            # descriptor's size cut the blob short, that is the cause, and is said too
+            longer = layer.size is not None and stream.raw_bytes == layer.size
+            size = _size_finding(layer, stream) if longer else None
+            return out if size is None else [*out, size]
     try:
         stream.drain()
+        size = _size_finding(layer, stream)
     except MalformedLayerError as err:
         return [*out, _malformed(layer, err.reason, err.message)]
-    checks = ((MalformedReason.DIGEST_MISMATCH, layer.blob_digest, stream.blob_digest()),
+    blob_digest = layer.blob_digest
+    if size is not None:
+        out.append(size)
+        blob_digest = None  # a blob of another length cannot hash right: said once, above
+    checks = ((MalformedReason.DIGEST_MISMATCH, blob_digest, stream.blob_digest()),
               (MalformedReason.DIFF_ID_MISMATCH, layer.diff_id, stream.diff_digest()))
     for reason, want, got in checks:
         if want is not None and want != got:

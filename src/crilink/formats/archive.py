@@ -9,8 +9,9 @@ of ``{"Config", "RepoTags", "Layers"}``; :func:`parse_docker_manifest` turns it 
 :class:`DockerImage` records.
 
 Errors: not a tar, a compressed outer archive, or no image inside ->
-:class:`crilink.errors.InputError`; a damaged archive or manifest ->
-:class:`crilink.errors.CorruptInputError`.
+:class:`crilink.errors.InputError`; a damaged archive (a tar header, then truncation or a
+header Python's tarfile cannot read) or manifest -> :class:`crilink.errors.CorruptInputError`.
+Nothing tarfile raises escapes as another exception.
 """
 
 from __future__ import annotations
@@ -70,22 +71,44 @@ class _MemberReader:
         self.close()
 
 
+# what Python's tarfile raises on a damaged archive: its own errors, EOFError, and ValueError
+# (int() of a bad GNU sparse or PAX number, UnicodeDecodeError of a name), OverflowError
+_TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, OverflowError)
+USTAR_MAGIC = b"ustar"  # at offset 257 of a POSIX or GNU header block
+USTAR_MAGIC_AT = 257
+HEAD = 512
+
+
+class _Damaged(Exception):
+    """Internal: tarfile failed after ``count`` members (the cause is chained)."""
+
+    def __init__(self, count: int, reason: str) -> None:
+        super().__init__(reason)
+        self.count, self.reason = count, reason
+
+
 def _members(path: str) -> Iterator[tarfile.TarInfo]:
+    count = 0
     try:
         with tarfile.open(path, "r:") as tar:
-            yield from tar
-    except (tarfile.TarError, EOFError, UnicodeError) as err:
-        raise CorruptInputError(f"read archive {path}: not a readable tar ({err})") from err
+            for member in tar:
+                count += 1
+                yield member
+    except _TAR_ERRORS as err:
+        raise _Damaged(count, str(err)[:120] or type(err).__name__) from err
     except OSError as err:
         raise InputError(f"read archive {path}: {err.strerror or err}") from err
 
 
-def _check_plain_tar(path: str) -> None:
+def _head(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            head = f.read(6)
+            return f.read(HEAD)
     except OSError as err:
         raise InputError(f"scan {path}: {err.strerror or err}") from err
+
+
+def _check_plain_tar(head: bytes, path: str) -> None:
     if sniff_compression(head) is not Compression.NONE:
         raise InputError(f"scan {path}: a compressed archive; decompress it first "
                          "(gunzip / zstd -d) and scan the .tar")
@@ -101,12 +124,20 @@ def _kind_of(path: str, names: Collection[str]) -> TargetKind:
 
 
 def _index(path: str) -> dict[str, tarfile.TarInfo]:
-    _check_plain_tar(path)
+    head = _head(path)
+    _check_plain_tar(head, path)
+    index: dict[str, tarfile.TarInfo] = {}
     try:
-        return {_norm(m.name): m for m in _members(path)}
-    except CorruptInputError as err:
+        for member in _members(path):
+            index[_norm(member.name)] = member
+    except _Damaged as err:
+        if err.count or head[USTAR_MAGIC_AT:USTAR_MAGIC_AT + len(USTAR_MAGIC)] == USTAR_MAGIC:
+            raise CorruptInputError(f"scan {path}: a tar archive, but truncated or corrupt "
+                                    f"after {err.count} member headers ({err.reason}); not scanned"
+                                    ) from err
         raise InputError(f"scan {path}: not a directory, image layout or image archive "
                          "(oci-archive or docker-archive tar)") from err
+    return index
 
 
 def sniff_archive(path: str) -> TargetKind:

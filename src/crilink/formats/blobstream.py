@@ -6,8 +6,11 @@ bytes. While it reads it hashes both the blob as stored (the OCI descriptor dige
 decompressed bytes (the config's ``diff_id``). :meth:`LayerStream.drain` reads the rest so
 that both digests cover every byte.
 
-Limits: decompression output per step is bounded (gzip by ``max_length``, zstd by feeding
-1 KiB at a time, at most 32 MiB out), so a compression bomb costs time, not memory.
+Limits: with ``limit`` (the size its descriptor gives) no more than ``limit`` bytes of the
+blob are read, plus one byte by :meth:`LayerStream.longer_than_limit`, so a blob that is
+longer than its descriptor says (or endless) is read no further. Decompression output per
+step is bounded (gzip by ``max_length``, zstd by feeding 1 KiB at a time, at most 32 MiB
+out), so a compression bomb costs time, not memory.
 Errors: a truncated or corrupt compressed stream raises :class:`MalformedLayerError` with a
 stable ``reason``; I/O errors of the underlying file raise it too (``reason`` ``read_error``).
 """
@@ -67,7 +70,10 @@ class MalformedReason(StrEnum):
     BAD_HEADER = "bad_header"
     OVERSIZED_HEADER = "oversized_header"
     MISSING_BLOB = "missing_blob"
+    NOT_A_FILE = "not_a_file"  # the blob is a symlink, FIFO, device ... where a file belongs
     READ_ERROR = "read_error"
+    SIZE_MISMATCH = "size_mismatch"  # the blob is shorter or longer than its descriptor says
+    LONE_ZERO_BLOCK = "lone_zero_block"  # one zero block, then more data: no proper end
 
 
 class MalformedLayerError(CorruptInputError):
@@ -203,8 +209,10 @@ class _Zstd(_Framed):
 class LayerStream:
     """Decompressed bytes of one layer blob, with both digests computed as it goes."""
 
-    def __init__(self, raw: _Readable, algorithm: str = "sha256") -> None:
+    def __init__(self, raw: _Readable, algorithm: str = "sha256",
+                 limit: int | None = None) -> None:
         self._raw = raw
+        self._limit = limit
         self.algorithm = algorithm
         self._blob_hash = hashlib.new(algorithm)
         self._diff_hash = hashlib.new(algorithm)
@@ -220,6 +228,10 @@ class LayerStream:
         self._raw_eof = False
 
     def _read_raw(self, n: int) -> bytes:
+        if self._limit is not None:
+            n = min(n, self._limit - self.raw_bytes)
+            if n <= 0:
+                return b""
         try:
             data = self._raw.read(n)
         except OSError as err:
@@ -228,6 +240,17 @@ class LayerStream:
         self._blob_hash.update(data)
         self.raw_bytes += len(data)
         return data
+
+    def longer_than_limit(self) -> bool:
+        """After :meth:`drain`: whether the blob goes on past ``limit`` (one byte is read to
+        tell; never more). False without a limit, when fewer bytes were read, or when that
+        byte cannot be read."""
+        if self._limit is None or self.raw_bytes < self._limit:
+            return False
+        try:
+            return bool(self._raw.read(1))
+        except OSError:
+            return False
 
     def _fill(self) -> bool:
         """Decode more output into the buffer; False at the end of the blob."""

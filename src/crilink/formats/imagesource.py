@@ -23,6 +23,7 @@ from crilink.formats.archive import (
 from crilink.formats.imageselect import Selected, parse_platform, select_image, tag_of
 from crilink.formats.oci import (
     INDEX_FILE,
+    MAX_DOCUMENT,
     Descriptor,
     blob_path,
     check_digest,
@@ -32,7 +33,7 @@ from crilink.formats.oci import (
 from crilink.formats.source import BlobSource, DirSource
 from crilink.model import TargetKind
 
-__all__ = ["ImagePlan", "LayerRef", "open_image"]
+__all__ = ["ImagePlan", "LayerRef", "open_image", "read_document"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class LayerRef:
     digest: str
     blob_digest: str | None
     diff_id: str | None
+    size: int | None = None  # the blob's length per its descriptor (OCI); None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +60,18 @@ class ImagePlan:
 def open_image(target: str, ref: str | None = None, platform: str | None = None) -> ImagePlan:
     """The plan for the image at ``target``: a layout directory, else an archive (kind
     detected from its members); the caller closes ``plan.source``."""
+    source: DirSource | ArchiveSource
     if Path(target).is_dir():
-        return _oci_plan(DirSource(target), TargetKind.OCI_LAYOUT, target, ref, platform)
-    source = ArchiveSource(target)
+        source = DirSource(target)
+        kind = TargetKind.OCI_LAYOUT
+    else:
+        source = ArchiveSource(target)
+        kind = source.kind
     try:
-        if source.kind is TargetKind.OCI_ARCHIVE:
-            return _oci_plan(source, TargetKind.OCI_ARCHIVE, target, ref, platform)
-        return _docker_plan(source, target, ref)
+        if kind is TargetKind.DOCKER_ARCHIVE:
+            assert isinstance(source, ArchiveSource)  # for mypy: only archives are docker
+            return _docker_plan(source, target, ref)
+        return _oci_plan(source, kind, target, ref, platform)
     except BaseException:
         source.close()
         raise
@@ -76,11 +83,25 @@ def _oci_plan(source: BlobSource, kind: TargetKind, target: str, ref: str | None
                         f"{target} {INDEX_FILE}")
 
     def load(desc: Descriptor) -> bytes:
-        return source.read_small(blob_path(desc.digest), f"blob {desc.digest}")
+        return read_document(source, desc)
 
     want = parse_platform(platform) if platform else None
     chosen = select_image(index, load, target, ref, want)
     return ImagePlan(source, kind, ref or chosen.descriptor.digest, _oci_layers(chosen))
+
+
+def read_document(source: BlobSource, desc: Descriptor) -> bytes:
+    """The blob of a manifest, index or config, refused unless as long as its descriptor says
+    (the size is checked before reading, so a huge one costs nothing)."""
+    what = f"blob {desc.digest}"
+    if desc.size is not None and desc.size > MAX_DOCUMENT:
+        raise CorruptInputError(f"read {what}: its descriptor says {desc.size} bytes, more "
+                                f"than any image document ({MAX_DOCUMENT}); refused")
+    data = source.read_small(blob_path(desc.digest), what)
+    if desc.size is not None and len(data) != desc.size:
+        raise CorruptInputError(f"read {what}: {len(data)} bytes, but its descriptor says "
+                                f"{desc.size}")
+    return data
 
 
 def _oci_layers(chosen: Selected) -> tuple[LayerRef, ...]:
@@ -89,7 +110,7 @@ def _oci_layers(chosen: Selected) -> tuple[LayerRef, ...]:
     if len(diff_ids) != len(layers):
         raise CorruptInputError(f"read manifest {chosen.descriptor.digest}: {len(layers)} "
                                 f"layers but the config lists {len(diff_ids)} diff_ids")
-    return tuple(LayerRef(i, blob_path(d.digest), d.digest, d.digest, diff_ids[i])
+    return tuple(LayerRef(i, blob_path(d.digest), d.digest, d.digest, diff_ids[i], d.size)
                  for i, d in enumerate(layers))
 
 

@@ -11,6 +11,9 @@ Rules, as containerd's and podman's appliers behave:
 - a layer's whiteouts (``.wh.NAME``) and opaque markers (``.wh..wh..opq``) apply to the
   lower layers only, whatever their position in the tar: they are applied first, then the
   layer's other entries in tar order. Other ``.wh..wh.*`` names (aufs metadata) are ignored;
+  a whiteout of ``..``, ``.`` or the empty name (``.wh...``, ``.wh..``, ``.wh.``) names no
+  file of its directory: it is an ``unsafe_entry`` issue (``bad_whiteout_name``), never
+  applied to the directory or its parent;
 - a hard link is tied to its target as the stack stands at that entry: a missing (or
   whited-out) target is ``hardlink_missing_target`` and the entry is not applied; a target
   last written by a lower layer is ``hardlink_cross_layer`` (its size is stored again).
@@ -28,12 +31,14 @@ from crilink.pathres.base import NodeType, ResolveError
 from crilink.pathres.memvfs import MemoryVFS
 from crilink.pathres.resolve import resolve_in_root
 
-__all__ = ["WHITEOUT_OPAQUE", "WHITEOUT_PREFIX", "ImageView", "IssueKind", "MergeIssue",
-           "clean_name"]
+__all__ = ["BAD_WHITEOUT", "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX", "ImageView", "IssueKind",
+           "MergeIssue", "clean_name"]
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
+BAD_WHITEOUT = "bad_whiteout_name"  # reason: a whiteout of "..", "." or the empty name
+_DOT_NAMES = frozenset({"", ".", ".."})
 _NODE_TYPES = {EntryType.FILE: NodeType.FILE, EntryType.DIR: NodeType.DIR,
                EntryType.SYMLINK: NodeType.SYMLINK, EntryType.OTHER: NodeType.OTHER}
 
@@ -158,7 +163,12 @@ class ImageView:
         elif name.startswith(WHITEOUT_META_PREFIX) or path.startswith("/" + WHITEOUT_META_PREFIX):
             return  # aufs metadata (.wh..wh.aufs, .wh..wh.plnk/...): never part of the tree
         elif name.startswith(WHITEOUT_PREFIX):
-            whiteouts.append(_Whiteout(_join(parent, name[len(WHITEOUT_PREFIX):]), opaque=False))
+            hidden = name[len(WHITEOUT_PREFIX):]
+            if hidden in _DOT_NAMES:  # would hide the directory itself or its parent
+                issues.append(MergeIssue(IssueKind.UNSAFE_ENTRY, path, layer,
+                                         BAD_WHITEOUT))
+                return
+            whiteouts.append(_Whiteout(_join(parent, hidden), opaque=False))
         else:
             others.append((path, entry))
 

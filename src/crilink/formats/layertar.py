@@ -7,7 +7,11 @@ Tolerance, as containerd and podman read layers:
 - a missing end-of-archive (the two zero blocks), and even missing padding after the last
   file's data (umoci 0.4.7 ``insert`` writes such layers) ends the layer normally; the reader
   records :attr:`MalformedReason.MISSING_EOF` in :attr:`TarReader.problem`;
-- one zero block is taken as the end of the archive.
+- one zero block followed by a second one, by zeros cut short or by nothing is the end of
+  the archive (any zero padding after it is not read).
+A single zero block followed by other data is ``lone_zero_block``: Go's archive/tar refuses
+such a layer, other readers skip the block and read on, so what is in the image depends on
+the tool.
 Not tolerated: a stream that ends inside a header or inside a file's data (``truncated``),
 a header whose checksum is wrong (``bad_header``), a name or PAX record over
 :data:`MAX_META` bytes (``oversized_header``). The reader stops there and says so in
@@ -215,11 +219,24 @@ class TarReader:
         if len(block) < BLOCK:
             raise _Stop(MalformedReason.TRUNCATED, f"header cut short at {len(block)} bytes")
         if block == bytes(BLOCK):
+            self._check_end()
             return None
         if not _checksum_ok(block):
             raise _Stop(MalformedReason.BAD_HEADER,
                         f"header checksum wrong at offset {self._offset - BLOCK}")
         return block
+
+    def _check_end(self) -> None:
+        """After a zero block: the end when the next block is zeros too (or zeros cut short,
+        or nothing: layers without a proper end are read whole). Data there means the zero
+        block is no end: tools that stop at it and tools that go on see different files."""
+        offset = self._offset - BLOCK
+        block = self._read(BLOCK)
+        if block.strip(b"\x00"):
+            raise _Stop(MalformedReason.LONE_ZERO_BLOCK,
+                        f"a single zero block at offset {offset} is followed by more data, "
+                        "not by a second zero block: entries after it are hidden from "
+                        "tools that stop there")
 
     def _entries(self) -> Iterator[TarEntry]:
         pending = _Pending()
@@ -265,6 +282,8 @@ class TarReader:
                 pending.size = int(records[PAX_SIZE])
             except ValueError as err:
                 raise _Stop(MalformedReason.BAD_HEADER, "PAX size is not a number") from err
+            if pending.size < 0:
+                raise _Stop(MalformedReason.BAD_HEADER, "PAX size is negative")
 
     @staticmethod
     def _entry(block: bytes, typeflag: int, size: int, pending: _Pending,

@@ -43,6 +43,7 @@ LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
 BLOBS_DIR = "blobs"
 MAX_DOCUMENT = 8 * 1024 * 1024  # index, manifest or config larger than this is refused
+MAX_SIZE = (1 << 63) - 1  # a descriptor's size is an int64
 
 # keys
 K_MANIFESTS, K_CONFIG, K_LAYERS = "manifests", "config", "layers"
@@ -64,7 +65,7 @@ DIGEST_HEX_LEN = {"sha256": 64, "sha512": 128}
 class DescriptorJSON(TypedDict, total=False):
     mediaType: str
     digest: str
-    size: int
+    size: int | None  # None: the descriptor gives none
     annotations: dict[str, str]
     platform: dict[str, str]
 
@@ -96,7 +97,7 @@ class Platform:
 class Descriptor:
     media_type: str
     digest: str
-    size: int
+    size: int | None  # None: the descriptor gives none
     annotations: Mapping[str, str] = field(default_factory=dict)
     platform: Platform | None = None
 
@@ -163,15 +164,26 @@ def _platform(raw: object, what: str) -> Platform | None:
                     str(raw.get(K_VARIANT, "")))
 
 
+def _size(raw: object, what: str) -> int | None:
+    """A descriptor's ``size``: a byte count an int64 can hold; None when left out (the spec
+    requires it, but runtimes read blobs without it)."""
+    if raw is None:
+        return None
+    size: int = _expect(raw, int, what, K_SIZE)
+    if not 0 <= size <= MAX_SIZE:
+        raise CorruptInputError(f"read {what}: {K_SIZE!r} {str(size)[:40]} is not a byte count "
+                                f"(0 to {MAX_SIZE})")
+    return size
+
+
 def parse_descriptor(raw: object, what: str) -> Descriptor:
     """One descriptor (``mediaType``, ``digest``, ``size``, annotations, platform)."""
     d: DescriptorJSON = _expect(raw, dict, what, "descriptor")
     annotations: dict[str, str] = _expect(d.get(K_ANNOTATIONS) or {}, dict, what, K_ANNOTATIONS)
-    size = d.get(K_SIZE, -1)
     return Descriptor(
         media_type=str(d.get(K_MEDIA_TYPE, "")),
         digest=check_digest(d.get(K_DIGEST), what),
-        size=_expect(size, int, what, K_SIZE),
+        size=_size(d.get(K_SIZE), what),
         annotations={str(k): str(v) for k, v in annotations.items()},
         platform=_platform(d.get(K_PLATFORM), what),
     )

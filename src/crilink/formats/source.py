@@ -6,18 +6,22 @@ ever written or unpacked.
 
 Guarantees: :meth:`BlobSource.read_small` returns at most :data:`~crilink.formats.oci.MAX_DOCUMENT`
 bytes or raises; :meth:`BlobSource.open` returns a fresh reader positioned at the start.
-Errors: a missing name raises :class:`MissingBlobError`; other failures raise
+Errors: a missing name raises :class:`MissingBlobError`; a name that is there but is not a
+regular file (a symlink in a layout, a FIFO, a device, a directory) raises
+:class:`crilink.errors.CorruptInputError`; other failures raise
 :class:`crilink.errors.InputError` (permission, I/O) with the name in the message.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
-from typing import IO, Protocol, cast
+from typing import Protocol, cast
 
 from crilink.errors import CorruptInputError, InputError
 from crilink.formats.oci import MAX_DOCUMENT
+from crilink.pathres.files import open_regular
 
 __all__ = ["BlobSource", "DirSource", "MissingBlobError", "Reader", "pread_all", "read_limited"]
 
@@ -48,6 +52,9 @@ class BlobSource(Protocol):
     def close(self) -> None: ...
 
 
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def read_limited(stream: Reader, what: str) -> bytes:
     data = stream.read(MAX_DOCUMENT + 1)
     if len(data) > MAX_DOCUMENT:
@@ -56,32 +63,66 @@ def read_limited(stream: Reader, what: str) -> bytes:
 
 
 class DirSource:
-    """Files of an OCI image layout directory (names relative to the layout root)."""
+    """Files of an OCI image layout directory (names relative to the layout root).
+
+    Every file is opened inside the layout, one component at a time from a descriptor of the
+    layout's top, and no symlink is followed there: a blob, ``index.json`` or a ``blobs/...``
+    directory that is a symlink (even to another file of the layout), a FIFO, a device or a
+    socket is refused with :class:`crilink.errors.CorruptInputError`. OCI layouts hold blobs
+    as regular files (umoci, skopeo, buildah, containerd write them so); following a link
+    would let the image make crilink open any file or device node of the host, as root.
+    """
 
     def __init__(self, root: str) -> None:
         self.root = Path(root)
+        try:  # the top as the operator named it (a symlink there is theirs to make)
+            self._fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise InputError(f"read image layout {root}: {err.strerror or err}") from err
 
-    def _path(self, name: str) -> Path:
-        if name.startswith("/") or ".." in name.split("/"):
+    def _split(self, name: str) -> list[str]:
+        parts = name.split("/")
+        if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise CorruptInputError(f"read {name[:80]!r}: name leaves the image layout")
-        return self.root / name
+        return parts
 
-    def exists(self, name: str) -> bool:
-        return self._path(name).is_file()
-
-    def open(self, name: str) -> Reader:
-        path = self._path(name)
+    def _open_dir(self, parent: int, comp: str, name: str) -> int:
         try:
-            stream: IO[bytes] = path.open("rb")
+            return os.open(comp, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError as err:
             raise MissingBlobError(f"read {name}: missing from {self.root}") from err
-        except PermissionError as err:
-            raise InputError(f"read {path}: permission denied (run as root?)") from err
-        except IsADirectoryError as err:
-            raise CorruptInputError(f"read {path}: a directory, expected a file") from err
         except OSError as err:
-            raise InputError(f"read {path}: {err.strerror or err}") from err
-        return cast(Reader, stream)
+            if err.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise CorruptInputError(f"read {name}: {comp!r} is not a plain directory "
+                                        f"inside {self.root} (a symlink or a file); not "
+                                        "followed") from err
+            raise InputError(f"read {name}: {err.strerror or err}") from err
+
+    def open(self, name: str) -> Reader:
+        *dirs, last = self._split(name)
+        fd = self._fd
+        try:
+            for comp in dirs:
+                new = self._open_dir(fd, comp, name)
+                if fd != self._fd:
+                    os.close(fd)
+                fd = new
+            try:
+                return cast(Reader, open_regular(last, f"{name} in {self.root}", dir_fd=fd))
+            except InputError as err:
+                if isinstance(err.__cause__, FileNotFoundError):
+                    raise MissingBlobError(f"read {name}: missing from {self.root}") from err
+                raise
+        finally:
+            if fd != self._fd:
+                os.close(fd)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.open(name).close()
+        except CorruptInputError:
+            return False
+        return True
 
     def read_small(self, name: str, what: str) -> bytes:
         with self.open(name) as stream:
@@ -91,7 +132,9 @@ class DirSource:
                 raise InputError(f"read {what}: {err.strerror or err}") from err
 
     def close(self) -> None:
-        return None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def pread_all(fd: int, size: int, offset: int) -> bytes:

@@ -69,6 +69,7 @@ class Layer:
     compress: Callable[[bytes], bytes] = gz
     media_type: str = MT_LAYER_GZ
     mangle: Callable[[bytes], bytes] | None = None  # applied to the blob after digesting
+    desc_size: int | None = None  # the size its descriptor gives, when not the blob's
 
     def blob(self) -> bytes:
         return self.compress(self.tar)
@@ -101,7 +102,8 @@ def write_layout(case: Case) -> None:
         blob = layer.blob()
         digest = sha(blob)
         write_blob(root, layer.mangle(blob) if layer.mangle else blob, digest)
-        descs.append({"mediaType": layer.media_type, "digest": digest, "size": len(blob)})
+        size = len(blob) if layer.desc_size is None else layer.desc_size
+        descs.append({"mediaType": layer.media_type, "digest": digest, "size": size})
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
         "type": "layers", "diff_ids": [sha(layer.tar) for layer in case.layers]}}).encode()
     manifest = json.dumps({"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": {
@@ -155,6 +157,20 @@ def bad_checksum(tar: bytes) -> bytes:
     # corrupt the checksum field (offset 148) of the second header block
     second = 512 + 512  # first member is a 1-block file with 7 bytes of data
     return tar[:second + 148] + b"0000000\x00" + tar[second + 156:]
+
+
+def lone_zero_block() -> bytes:
+    """A file header, ONE zero block, then another member and a proper end: readers that stop
+    at the zero block and readers that skip it see different files."""
+    def header(name: str) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.mtime = 0
+        return info.tobuf(tarfile.USTAR_FORMAT)
+    return header("seen") + bytes(512) + header("hidden") + bytes(1024)
+
+
+def append_garbage(blob: bytes) -> bytes:
+    return blob + b"appended after digesting" * 100
 
 
 CASES = [
@@ -216,6 +232,24 @@ CASES = [
          [exp("malformed_layer", "/", "warning", "diff_id_mismatch")],
          "docker-archive: second layer.tar changed after its diff_id was computed",
          extra={"docker": True}),
+    Case("whiteout-dots", [Layer(BASE), Layer(tar_bytes([
+        ("file", ".wh...", 0), ("file", "usr/.wh...", 0), ("file", "usr/lib/.wh..", 0),
+        ("file", ".wh.", 0), ("file", ".wh.etc-file", 0)]))],
+        [exp("unsafe_entry", "/.wh...", "error", "bad_whiteout_name"),
+         exp("unsafe_entry", "/usr/.wh...", "error", "bad_whiteout_name"),
+         exp("unsafe_entry", "/usr/lib/.wh..", "error", "bad_whiteout_name"),
+         exp("unsafe_entry", "/.wh.", "error", "bad_whiteout_name")],
+        "whiteouts of '..', '.' and the empty name (never applied); a proper one beside them"),
+    Case("lone-zero-block", [Layer(lone_zero_block(), compress=lambda b: b,
+                                   media_type=MT_LAYER)],
+         [exp("malformed_layer", "/", "warning", "lone_zero_block")],
+         "one zero block, then a member 'hidden' and two zero blocks"),
+    Case("size-longer", [Layer(BASE, mangle=append_garbage)],
+         [exp("malformed_layer", "/", "warning", "size_mismatch")],
+         "bytes appended to a good gzip blob: longer than its descriptor says (read no further)"),
+    Case("size-huge", [Layer(BASE, desc_size=(1 << 63) - 1)],
+         [exp("malformed_layer", "/", "warning", "size_mismatch")],
+         "a good blob whose descriptor claims the largest int64 size"),
 ]
 
 
