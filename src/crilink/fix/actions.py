@@ -115,10 +115,6 @@ class State:
         return out
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> State:
-        return cls(type=StateType(doc["type"]), **{k: v for k, v in doc.items() if k != "type"})
-
-    @classmethod
     def file(cls, content: bytes, mode: int | None = None, uid: int | None = None,
              gid: int | None = None) -> State:
         """A file state carrying ``content`` (so it can be written or restored)."""
@@ -167,14 +163,6 @@ class Action:
         if self.reason:
             out["reason"] = self.reason
         return out
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Action:
-        before = doc.get("before")
-        return cls(kind=ActionKind(doc["kind"]), path=doc["path"],
-                   before=State.from_json(before) if before is not None else None,
-                   after=State.from_json(doc["after"]), dest=doc.get("dest"),
-                   reason=doc.get("reason", ""))
 
 
 def check_in_root_path(path: str) -> str:

@@ -48,8 +48,7 @@ def _replace_symlink(root: Root, action: Action, before: State, after: State, tm
             _expect(pfd, name, before, action.path)
             os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=pfd)
+            _drop(pfd, tmp)
             raise
         os.fsync(pfd)
         return 0, _now(pfd, name, after)
@@ -77,17 +76,30 @@ def _remove_entry(root: Root, action: Action, before: State, after: State, tmp: 
 
 
 def _write_tmp_file(pfd: int, tmp: str, after: State) -> None:
+    """Create ``tmp`` with ``after``'s content, owner and mode; on any failure it is removed."""
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600, dir_fd=pfd)
     try:
-        os.write(fd, after.content())
-        if after.uid is not None and after.gid is not None:
-            os.fchown(fd, after.uid, after.gid)
-        if after.mode is not None:
-            os.fchmod(fd, after.mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            data = after.content()
+            while data:
+                data = data[os.write(fd, data):]
+            if after.uid is not None and after.gid is not None:
+                os.fchown(fd, after.uid, after.gid)
+            if after.mode is not None:
+                os.fchmod(fd, after.mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _drop(pfd, tmp)
+        raise
+
+
+def _drop(pfd: int, tmp: str) -> None:
+    """Remove the temporary name ``tmp`` of a step that did not complete."""
+    with contextlib.suppress(OSError):
+        os.unlink(tmp, dir_fd=pfd)
 
 
 def _write_file(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
@@ -97,8 +109,7 @@ def _write_file(root: Root, action: Action, before: State, after: State, tmp: st
             _expect(pfd, name, before, action.path, content=before.type == StateType.FILE)
             os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=pfd)
+            _drop(pfd, tmp)
             raise
         os.fsync(pfd)
         return 0, _now(pfd, name, after)

@@ -60,10 +60,6 @@ class RootRef:
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "dev": self.dev, "ino": self.ino}
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> RootRef:
-        return cls(str(doc["path"]), int(doc["dev"]), int(doc["ino"]))
-
 
 @dataclass(frozen=True, slots=True)
 class Root:
