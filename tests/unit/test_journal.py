@@ -280,3 +280,19 @@ def test_failed_step_removes_its_temp_file(tree: Path, tmp_path: Path,
     assert [o.status for o in res.outcomes] == [Status.FAILED]
     assert (tree / "a" / "f").read_text() == "old"
     assert not [p for p in (tree / "a").iterdir() if p.name.startswith(A.TMP_PREFIX)]
+
+
+@pytest.mark.parametrize("how", ["group-writable", "world-writable", "other owner"])
+def test_undo_refuses_an_untrusted_journal_file(tree: Path, tmp_path: Path, how: str) -> None:
+    j = tmp_path / "j.jsonl"
+    apply_plan(str(tree), [A.replace_symlink("/a/l", "/a/b", "b")], j, "test")
+    if how == "other owner":
+        if os.geteuid() != 0:
+            pytest.skip("chown needs root")
+        os.chown(j, 1234, 1234)
+    else:
+        j.chmod(0o620 if how == "group-writable" else 0o602)
+    with pytest.raises(JournalError, match="refusing it"):
+        undo_journal(j, tmp_path / "u.jsonl")
+    assert not (tmp_path / "u.jsonl").exists()
+    assert (tree / "a" / "l").readlink().as_posix() == "b"

@@ -40,13 +40,16 @@ File format (version 1), one JSON object per line, key ``rec``:
 
 A torn last line (a crash mid-write) is ignored; any other unreadable line, and any record
 that does not follow the schema (:mod:`crilink.fix.journalschema`: types, ranges, normalised
-in-root paths, states that fit the action), is a JournalError.
+in-root paths, states that fit the action), is a JournalError, and so is a journal file that
+is not owned by root (or this user) or is group/world-writable: undo trusts the root a
+journal names, so the journal must be as trusted as the one who runs undo.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -171,9 +174,38 @@ class JournalLog:
     torn: bool = False
 
 
-def _split_lines(path: str) -> tuple[list[bytes], bool]:
+def _open_trusted(path: str) -> int:
+    """Open a journal to read it, refusing one that others could have written.
+
+    A journal drives writes anywhere under the root it names, so it must be as trusted as
+    the one who runs undo: owned by root (or by this user) and not group- or world-writable.
+    The checks are on the open fd, the same one that is read.
+    """
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        raise JournalError(f"read journal {path}: {err.strerror}") from err
+    st = os.fstat(fd)
+    problem = ""
+    if not stat.S_ISREG(st.st_mode):
+        problem = "not a regular file"
+    elif st.st_uid not in (0, os.geteuid()):
+        problem = f"owned by uid {st.st_uid}, not root"
+    elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"group- or world-writable (mode {stat.S_IMODE(st.st_mode):04o})"
+    if problem:
+        os.close(fd)
+        raise JournalError(f"read journal {path}: {problem}; crilink writes journals root-only "
+                           "(0600), so this one may have been edited by someone else: "
+                           "refusing it (check its records, then chown root and chmod 0600 "
+                           "to use it)")
+    return fd
+
+
+def _split_lines(path: str) -> tuple[list[bytes], bool]:
+    fd = _open_trusted(path)
+    try:
+        with os.fdopen(fd, "rb") as f:
             data = f.read()
     except OSError as err:
         raise JournalError(f"read journal {path}: {err.strerror}") from err
@@ -241,8 +273,8 @@ def _records(records: list[dict[str, Any]]) -> tuple[dict[int, IntentRecord],
 def read_journal(path: str | os.PathLike[str]) -> JournalLog:
     """Read a journal, tolerating a torn last line. Entries come in ``seq`` order.
 
-    Every record is checked against the schema (:mod:`crilink.fix.journalschema`);
-    a record that fails it is a JournalError.
+    Every record is checked against the schema (:mod:`crilink.fix.journalschema`), and the
+    file must be trusted (root-owned, not group/world-writable): else JournalError.
     """
     spath = os.fspath(path)
     records, torn = _parse(spath, *_split_lines(spath))
