@@ -184,8 +184,8 @@ def test_records_are_json_lines_with_root_identity(tree: Path, tmp_path: Path) -
     assert [r["rec"] for r in recs] == ["header", "intent", "end"]
     st = tree.stat()
     assert recs[1]["root"] == {"path": str(tree), "dev": st.st_dev, "ino": st.st_ino}
-    assert recs[1]["before"] == {"type": "symlink", "text": "/a/b"}
-    assert recs[1]["after"] == {"type": "symlink", "text": "b"}
+    assert recs[1]["before"] == {"type": "symlink", "text": "/a/b", "uid": 0, "gid": 0}
+    assert recs[1]["after"] == {"type": "symlink", "text": "b", "uid": 0, "gid": 0}
 
 
 def test_swapped_parent_is_never_followed(tree: Path, tmp_path: Path) -> None:
@@ -296,3 +296,38 @@ def test_undo_refuses_an_untrusted_journal_file(tree: Path, tmp_path: Path, how:
         undo_journal(j, tmp_path / "u.jsonl")
     assert not (tmp_path / "u.jsonl").exists()
     assert (tree / "a" / "l").readlink().as_posix() == "b"
+
+
+def test_rewrite_keeps_the_link_owner_and_undo_restores_it(tree: Path, tmp_path: Path) -> None:
+    os.chown(tree / "a" / "l", 1234, 5678, follow_symlinks=False)  # e.g. a userns-owned tree
+    before = manifest(tree)
+    j = tmp_path / "j.jsonl"
+    res = apply_plan(str(tree), [A.replace_symlink("/a/l", "/a/b", "b")], j, "test")
+    assert res.ok, res.outcomes
+    st = os.lstat(tree / "a" / "l")
+    assert (st.st_uid, st.st_gid) == (1234, 5678)
+    assert (tree / "a" / "l").readlink().as_posix() == "b"
+    intent = json.loads(j.read_text().splitlines()[1])
+    assert intent["after"] == {"type": "symlink", "text": "b", "uid": 1234, "gid": 5678}
+    assert undo_journal(j, tmp_path / "u.jsonl").ok
+    assert manifest(tree) == before
+
+
+def test_undo_restores_the_owner_of_a_removed_link(tree: Path, tmp_path: Path) -> None:
+    os.chown(tree / "a" / "rm", 1234, 5678, follow_symlinks=False)
+    before = manifest(tree)
+    j = tmp_path / "j.jsonl"
+    assert apply_plan(str(tree), [A.remove_symlink("/a/rm", "gone")], j, "test").ok
+    assert undo_journal(j, tmp_path / "u.jsonl").ok
+    assert manifest(tree) == before
+
+
+def test_one_name_of_a_hardlinked_symlink_is_not_replaced(tree: Path, tmp_path: Path) -> None:
+    os.link(tree / "a" / "l", tree / "l2", follow_symlinks=False)  # one symlink, two names
+    res = apply_plan(str(tree), [A.replace_symlink("/a/l", "/a/b", "b")], tmp_path / "j.jsonl",
+                     "test")
+    assert [o.status for o in res.outcomes] == [Status.SKIPPED]
+    assert "hard links" in res.outcomes[0].reason
+    assert os.lstat(tree / "a" / "l").st_ino == os.lstat(tree / "l2").st_ino
+    assert (tree / "a" / "l").readlink().as_posix() == "/a/b"
+    assert not [p for p in (tree / "a").iterdir() if p.name.startswith(A.TMP_PREFIX)]

@@ -66,6 +66,9 @@ class StateType(StrEnum):
 class State:
     """What one path holds. Fields that do not apply to ``type`` are ``None``.
 
+    A symlink carries its text and owner (``uid``/``gid``): a rewrite keeps the owner, and
+    undo puts it back.
+
     ``content_b64`` is carried for files whose content an action must be able to restore.
     ``dev``/``ino`` identify a directory (``None``: not known yet, matches any).
     """
@@ -85,7 +88,8 @@ class State:
         if self.type != other.type:
             return False
         pairs = {
-            StateType.SYMLINK: ((self.text, other.text),),
+            StateType.SYMLINK: ((self.text, other.text), (self.uid, other.uid),
+                                (self.gid, other.gid)),
             StateType.FILE: ((self.sha256, other.sha256), (self.mode, other.mode),
                              (self.uid, other.uid), (self.gid, other.gid)),
             StateType.DIR: ((self.dev, other.dev), (self.ino, other.ino)),
@@ -99,7 +103,8 @@ class State:
     def describe(self) -> str:
         """A short human phrase: ``symlink -> /bin/busybox``, ``file sha256 1a2b..``."""
         if self.type == StateType.SYMLINK:
-            return f"symlink -> {self.text}"
+            owner = f" (owner {self.uid}:{self.gid})" if self.uid is not None else ""
+            return f"symlink -> {self.text}{owner}"
         if self.type == StateType.FILE:
             return f"file sha256 {(self.sha256 or '?')[:12]} mode {oct(self.mode or 0)}"
         if self.type == StateType.DIR and self.ino is not None:

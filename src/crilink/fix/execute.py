@@ -41,11 +41,37 @@ def _text(state: State) -> str:
     return state.text
 
 
+def _new_symlink(pfd: int, tmp: str, after: State) -> None:
+    """Create the symlink ``tmp`` with ``after``'s text and owner (``fchownat`` with
+    ``AT_SYMLINK_NOFOLLOW``, before it takes its real name); removed on any failure."""
+    os.symlink(os.fsencode(_text(after)), tmp, dir_fd=pfd)
+    try:
+        if after.uid is not None or after.gid is not None:
+            st = os.lstat(tmp, dir_fd=pfd)
+            uid = -1 if after.uid is None else after.uid
+            gid = -1 if after.gid is None else after.gid
+            if uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid):
+                os.chown(tmp, uid, gid, dir_fd=pfd, follow_symlinks=False)
+    except BaseException:
+        _drop(pfd, tmp)
+        raise
+
+
+def _single_name(dir_fd: int, name: str, path: str) -> None:
+    """Refuse to replace one name of a symlink inode that has others (hard links): the
+    rename would split them."""
+    nlink = os.lstat(name, dir_fd=dir_fd).st_nlink
+    if nlink > 1:
+        raise UnsafeTargetError(f"{path} is one of {nlink} names of one symlink (hard links); "
+                                "replacing it would split them")
+
+
 def _replace_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
-        os.symlink(os.fsencode(_text(after)), tmp, dir_fd=pfd)
+        _new_symlink(pfd, tmp, after)
         try:
             _expect(pfd, name, before, action.path)
+            _single_name(pfd, name, action.path)
             os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
         except BaseException:
             _drop(pfd, tmp)
@@ -56,10 +82,14 @@ def _replace_symlink(root: Root, action: Action, before: State, after: State, tm
 
 def _create_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
+        _new_symlink(pfd, tmp, after)
         try:
-            os.symlink(os.fsencode(_text(after)), name, dir_fd=pfd)
-        except FileExistsError as err:
-            raise UnsafeTargetError(f"{action.path} appeared since the plan") from err
+            rename_noreplace(pfd, tmp, pfd, name)
+        except BaseException as err:
+            _drop(pfd, tmp)
+            if isinstance(err, FileExistsError):
+                raise UnsafeTargetError(f"{action.path} appeared since the plan") from err
+            raise
         os.fsync(pfd)
         return 0, _now(pfd, name, after)
 

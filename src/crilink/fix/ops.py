@@ -138,7 +138,8 @@ def observe(dir_fd: int, name: str, content: bool = False) -> State:
     except FileNotFoundError:
         return ABSENT
     if stat.S_ISLNK(st.st_mode):
-        return State(StateType.SYMLINK, text=os.fsdecode(os.readlink(name, dir_fd=dir_fd)))
+        return State(StateType.SYMLINK, text=os.fsdecode(os.readlink(name, dir_fd=dir_fd)),
+                     uid=st.st_uid, gid=st.st_gid)
     if stat.S_ISDIR(st.st_mode):
         return State(StateType.DIR, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
                      dev=st.st_dev, ino=st.st_ino)

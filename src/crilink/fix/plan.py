@@ -19,9 +19,9 @@ from typing import Any
 from crilink.errors import InputError
 from crilink.fix import actions as A
 from crilink.fix.apply import Hook, apply_plan
-from crilink.fix.links import Direction, LinkPlanItem, Verdict, plan_link
+from crilink.fix.links import Direction, LinkPlanItem, Verdict, plan_link, wants
 from crilink.fix.result import ApplyResult
-from crilink.fix.walk import iter_symlinks
+from crilink.fix.walk import LinkEntry, iter_symlinks
 from crilink.pathres import DirVFS, Resolver
 
 __all__ = ["JOURNAL_COMMAND", "FixPlan", "apply_fix", "plan_fix", "plan_items", "verify_fix"]
@@ -57,14 +57,24 @@ class FixPlan:
                 "items": [i.to_json() for i in self.items]}
 
 
-def plan_items(resolver: Resolver, links: Iterable[tuple[str, str]],
+def plan_items(resolver: Resolver, links: Iterable[LinkEntry],
                direction: Direction) -> list[LinkPlanItem]:
-    """Plan items for (in-root path, link text) pairs, in the order given."""
+    """Plan items for the links found by a walk, in the order given.
+
+    A symlink inode with several names (hard links to one symlink) is left as it is: a
+    rewrite replaces one name with a new inode and would split the group, and the relative
+    text for one name's directory is not the right one for another's.
+    """
     items = []
-    for path, text in links:
+    for path, text, nlink in links:
         if posixpath.basename(path).startswith(A.TMP_PREFIX):
             items.append(LinkPlanItem(path, text, Verdict.STALE_TEMP,
                                       reason="temporary link left by an interrupted run"))
+            continue
+        if nlink > 1 and wants(direction, text):
+            items.append(LinkPlanItem(path, text, Verdict.HARDLINKED, reason=(
+                f"this symlink has {nlink} names (hard links to one inode); rewriting one "
+                "name would split them; left as it is")))
             continue
         item = plan_link(resolver, path, text, direction)
         if item is not None:

@@ -5,10 +5,19 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from crilink.pathres.beneath import open_dir_beneath
 
-__all__ = ["iter_symlinks"]
+__all__ = ["LinkEntry", "iter_symlinks"]
+
+
+class LinkEntry(NamedTuple):
+    """A symlink the walk found: in-root path, text, and how many names its inode has."""
+
+    path: str
+    text: str
+    nlink: int = 1
 
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV, errno.EACCES, errno.EPERM)
 
@@ -18,9 +27,9 @@ def _join(path: str, name: str) -> str:
 
 
 def _list(dir_fd: int, path: str, dev: int | None, seen: set[tuple[int, int]],
-          ) -> tuple[list[tuple[str, str]], list[str]]:
-    """The links (path, text) and the subdirectories to walk of the directory at ``dir_fd``."""
-    links: list[tuple[str, str]] = []
+          ) -> tuple[list[LinkEntry], list[str]]:
+    """The links and the subdirectories to walk of the directory at ``dir_fd``."""
+    links: list[LinkEntry] = []
     subdirs: list[str] = []
     with os.scandir(dir_fd) as it:
         entries = sorted(it, key=lambda e: e.name)
@@ -28,7 +37,8 @@ def _list(dir_fd: int, path: str, dev: int | None, seen: set[tuple[int, int]],
         child = _join(path, entry.name)
         try:
             if entry.is_symlink():
-                links.append((child, os.fsdecode(os.readlink(entry.name, dir_fd=dir_fd))))
+                text = os.fsdecode(os.readlink(entry.name, dir_fd=dir_fd))
+                links.append(LinkEntry(child, text, entry.stat(follow_symlinks=False).st_nlink))
                 continue
             if not entry.is_dir(follow_symlinks=False):
                 continue
@@ -44,8 +54,8 @@ def _list(dir_fd: int, path: str, dev: int | None, seen: set[tuple[int, int]],
     return links, subdirs
 
 
-def iter_symlinks(root_fd: int, one_filesystem: bool = True) -> Iterator[tuple[str, str]]:
-    """(in-root path, link text) of every symlink below the directory open at ``root_fd``,
+def iter_symlinks(root_fd: int, one_filesystem: bool = True) -> Iterator[LinkEntry]:
+    """Every symlink below the directory open at ``root_fd``,
     depth first, names sorted; never follows a link; with ``one_filesystem`` stays on the
     root's filesystem. ``root_fd`` must be readable (not ``O_PATH``).
 
