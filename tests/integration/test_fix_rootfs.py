@@ -265,3 +265,28 @@ def test_fix_then_undo_keeps_owners_and_hardlinked_links(tmp_path: Path) -> None
     u = crilink("undo", str(tmp_path / "j"), "--journal", str(tmp_path / "u"))
     assert u.returncode == 0, u.stdout + u.stderr
     assert inode_manifest(root) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
+def test_a_link_reachable_through_a_bind_mount_is_left_alone(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc" / "p").write_text("p\n")
+    (root / "a" / "lnk").symlink_to("/etc/p")  # also reached as /a/b/c/lnk below
+    (root / "x").mkdir()
+    (root / "x" / "lnk").symlink_to("/etc/p")  # reached once: rewritten as usual
+    subprocess.run(["mount", "--bind", str(root / "a"), str(root / "a" / "b" / "c")],
+                   check=True)
+    try:
+        r = crilink("fix", str(root), "--apply", "-o", "json", "--journal", str(tmp_path / "j"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        items = {i["path"]: i for i in json.loads(r.stdout)["plan"]["items"]}
+        assert items["/a/lnk"]["verdict"] == "aliased"
+        assert "/a/b/c" in items["/a/lnk"]["reason"]
+        assert items["/x/lnk"]["verdict"] == "rewrite"
+        assert (root / "a" / "lnk").readlink().as_posix() == "/etc/p"
+        node = kernel_node(root, "/etc/p")
+        assert kernel_node(root, "/a/b/c/lnk") == kernel_node(root, "/a/lnk") == node
+    finally:
+        subprocess.run(["umount", str(root / "a" / "b" / "c")], check=True)

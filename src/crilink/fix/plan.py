@@ -21,7 +21,7 @@ from crilink.fix import actions as A
 from crilink.fix.apply import Hook, apply_plan
 from crilink.fix.links import Direction, LinkPlanItem, Verdict, plan_link, wants
 from crilink.fix.result import ApplyResult
-from crilink.fix.walk import LinkEntry, iter_symlinks
+from crilink.fix.walk import LinkEntry, SymlinkWalk
 from crilink.pathres import DirVFS, Resolver
 
 __all__ = ["JOURNAL_COMMAND", "FixPlan", "apply_fix", "plan_fix", "plan_items", "verify_fix"]
@@ -82,6 +82,23 @@ def plan_items(resolver: Resolver, links: Iterable[LinkEntry],
     return items
 
 
+def _mark_aliased(items: list[LinkPlanItem], walk: SymlinkWalk) -> list[LinkPlanItem]:
+    """Rewrites of links that the tree reaches by more than one path (a directory
+    bind-mounted at a second place in the root) become ``aliased``: only absolute text means
+    the same from every place, so a rewrite could change what the link means from one of them.
+    """
+    return [_aliased(item, walk.alias_of(item.path)) if item.verdict == Verdict.REWRITE
+            else item for item in items]
+
+
+def _aliased(item: LinkPlanItem, alias: tuple[str, str] | None) -> LinkPlanItem:
+    if alias is None:
+        return item
+    return LinkPlanItem(item.path, item.old, Verdict.ALIASED, reason=(
+        f"{alias[0]} is also reached as {alias[1]} (a bind mount): the link has two paths "
+        "and a rewrite could change what it means from one of them; left as it is"))
+
+
 def _open_dir(target: str) -> int:
     try:
         return os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -100,7 +117,8 @@ def plan_fix(target: str, direction: Direction = Direction.TO_RELATIVE,
     fd = _open_dir(target)
     try:
         with DirVFS.from_fd(fd, target) as vfs:
-            items = plan_items(Resolver(vfs), iter_symlinks(fd, one_filesystem), direction)
+            walk = SymlinkWalk(fd, one_filesystem)
+            items = _mark_aliased(plan_items(Resolver(vfs), walk, direction), walk)
     except OSError as err:
         raise InputError(f"fix {target}: walk: {err.strerror} ({err.filename})") from err
     finally:
