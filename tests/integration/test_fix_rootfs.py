@@ -216,3 +216,77 @@ def test_kill_9_mid_apply_then_rerun_converges(copy_fixture: Callable[[str], Pat
     after_undo = manifest(root)
     after_undo.pop("bin/.crilink-tmp-0123456789ab")  # the planted temp link came back with j2
     assert after_undo == before
+
+
+def inode_manifest(root: Path) -> str:
+    """path, type, link text, mode, owner, and the group of names sharing its inode, one line
+    per entry (sorted): what fix then undo must leave byte-identical."""
+    by_inode: dict[tuple[int, int], list[str]] = {}
+    rows = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = "/" + os.path.relpath(p, root)
+            by_inode.setdefault((st.st_dev, st.st_ino), []).append(rel)
+            link = p.readlink().as_posix() if stat.S_ISLNK(st.st_mode) else ""
+            rows.append((rel, st, link))
+    lines = []
+    for rel, st, link in rows:
+        group = ",".join(sorted(by_inode[(st.st_dev, st.st_ino)]))
+        lines.append(f"{rel!r} {stat.S_IFMT(st.st_mode):o} {link!r} {st.st_mode:o} "
+                     f"{st.st_uid}:{st.st_gid} [{group}]")
+    return "\n".join(sorted(lines))
+
+
+def test_fix_then_undo_keeps_owners_and_hardlinked_links(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "d").mkdir()
+    (root / "etc" / "passwd").write_text("x\n")
+    (root / "l").symlink_to("/etc/passwd")
+    os.chown(root / "l", 1234, 5678, follow_symlinks=False)  # a user-namespaced tree's owner
+    (root / "d" / "own").symlink_to("/etc/passwd")
+    os.chown(root / "d" / "own", 42, 43, follow_symlinks=False)
+    (root / "d" / "hl").symlink_to("/etc/passwd")
+    os.link(root / "d" / "hl", root / "hl2", follow_symlinks=False)  # one symlink, two names
+    before = inode_manifest(root)
+
+    r = crilink("fix", str(root), "--apply", "-o", "json", "--journal", str(tmp_path / "j"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    items = {i["path"]: i for i in json.loads(r.stdout)["plan"]["items"]}
+    assert items["/d/hl"]["verdict"] == items["/hl2"]["verdict"] == "hardlinked"
+    assert "hard links" in items["/hl2"]["reason"]
+    assert (root / "l").readlink().as_posix() == "etc/passwd"
+    assert (os.lstat(root / "l").st_uid, os.lstat(root / "l").st_gid) == (1234, 5678)
+    assert (os.lstat(root / "d" / "own").st_uid, os.lstat(root / "d" / "own").st_gid) == (42, 43)
+    assert os.lstat(root / "d" / "hl").st_nlink == 2
+
+    u = crilink("undo", str(tmp_path / "j"), "--journal", str(tmp_path / "u"))
+    assert u.returncode == 0, u.stdout + u.stderr
+    assert inode_manifest(root) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
+def test_a_link_reachable_through_a_bind_mount_is_left_alone(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc" / "p").write_text("p\n")
+    (root / "a" / "lnk").symlink_to("/etc/p")  # also reached as /a/b/c/lnk below
+    (root / "x").mkdir()
+    (root / "x" / "lnk").symlink_to("/etc/p")  # reached once: rewritten as usual
+    subprocess.run(["mount", "--bind", str(root / "a"), str(root / "a" / "b" / "c")],
+                   check=True)
+    try:
+        r = crilink("fix", str(root), "--apply", "-o", "json", "--journal", str(tmp_path / "j"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        items = {i["path"]: i for i in json.loads(r.stdout)["plan"]["items"]}
+        assert items["/a/lnk"]["verdict"] == "aliased"
+        assert "/a/b/c" in items["/a/lnk"]["reason"]
+        assert items["/x/lnk"]["verdict"] == "rewrite"
+        assert (root / "a" / "lnk").readlink().as_posix() == "/etc/p"
+        node = kernel_node(root, "/etc/p")
+        assert kernel_node(root, "/a/b/c/lnk") == kernel_node(root, "/a/lnk") == node
+    finally:
+        subprocess.run(["umount", str(root / "a" / "b" / "c")], check=True)

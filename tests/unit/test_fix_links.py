@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from crilink.fix.links import Direction, Verdict, plan_link, relative_text
 from crilink.fix.plan import plan_items
+from crilink.fix.walk import LinkEntry
 from crilink.pathres import MemoryVFS, NodeType, Resolver
 
 D, F, L = NodeType.DIR, NodeType.FILE, NodeType.SYMLINK
@@ -110,7 +111,7 @@ def test_to_absolute() -> None:
 
 def test_stale_temp_links_are_planned_for_removal() -> None:
     vfs = tree("file /bin/busybox", "symlink /bin/.crilink-tmp-abc busybox")
-    items = plan_items(Resolver(vfs), [("/bin/.crilink-tmp-abc", "busybox")], REL)
+    items = plan_items(Resolver(vfs), [LinkEntry("/bin/.crilink-tmp-abc", "busybox")], REL)
     assert [i.verdict for i in items] == [Verdict.STALE_TEMP]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -183,8 +184,8 @@ def test_records_are_json_lines_with_root_identity(tree: Path, tmp_path: Path) -
     assert [r["rec"] for r in recs] == ["header", "intent", "end"]
     st = tree.stat()
     assert recs[1]["root"] == {"path": str(tree), "dev": st.st_dev, "ino": st.st_ino}
-    assert recs[1]["before"] == {"type": "symlink", "text": "/a/b"}
-    assert recs[1]["after"] == {"type": "symlink", "text": "b"}
+    assert recs[1]["before"] == {"type": "symlink", "text": "/a/b", "uid": 0, "gid": 0}
+    assert recs[1]["after"] == {"type": "symlink", "text": "b", "uid": 0, "gid": 0}
 
 
 def test_swapped_parent_is_never_followed(tree: Path, tmp_path: Path) -> None:
@@ -214,3 +215,119 @@ def test_crash_leaving_a_temp_name_is_cleaned_by_undo(tree: Path, tmp_path: Path
     assert any(n.startswith(A.TMP_PREFIX) for n in (p.name for p in (tree / "a").iterdir()))
     assert undo_journal(tmp_path / "j.jsonl", tmp_path / "u.jsonl").ok
     assert manifest(tree) == before
+
+
+def _undo_json_lines(path: Path, recs: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    path.chmod(0o600)
+    return path
+
+
+# (what is wrong, how a valid applied journal is edited): every one is exit 6 with a message
+_MALFORMED = {
+    "dotdot path": lambda r: r["action"].update(path="/../../outside/l"),
+    "unnormalised path": lambda r: r["action"].update(path="//a/l"),
+    "int path": lambda r: r["action"].update(path=5),
+    "action a list": lambda r: r.update(action=[]),
+    "seq infinity": lambda r: r.update(seq=float("inf")),
+    "seq a bool": lambda r: r.update(seq=True),
+    "bad base64": lambda r: r["before"].update(content_b64="!!!notb64"),
+    "content not matching sha": lambda r: r["before"].update(content_b64="eHl6"),
+    "negative uid": lambda r: r["before"].update(uid=-5),
+    "uid -1 as 2**32-1": lambda r: r["before"].update(gid=2**32 - 1),
+    "unknown state type": lambda r: r["after"].update(type="fifo"),
+    "state of the wrong type": lambda r: r.update(after={"type": "symlink", "text": "x"}),
+    "unknown state key": lambda r: r["before"].update(colour="red"),
+    "tmp with a slash": lambda r: r.update(tmp=".crilink-tmp-ab/../../x"),
+    "relative root": lambda r: r["root"].update(path="root"),
+    "root dev a string": lambda r: r["root"].update(dev="1"),
+}
+
+
+@pytest.mark.parametrize("edit", _MALFORMED.values(), ids=_MALFORMED.keys())
+def test_malformed_journal_is_a_journal_error_and_nothing_is_written(
+        tree: Path, tmp_path: Path, edit: object) -> None:
+    j = tmp_path / "j.jsonl"
+    apply_plan(str(tree), [A.write_file("/a/f", b"new", uid=0, gid=0)], j, "test")
+    recs = [json.loads(line) for line in j.read_text().splitlines()]
+    assert callable(edit)
+    edit(recs[1])  # the intent record
+    bad = _undo_json_lines(tmp_path / "bad.jsonl", recs)
+    before = manifest(tree)
+    with pytest.raises(JournalError, match=r"line 2: .*damaged or was edited"):
+        undo_journal(bad, tmp_path / "u.jsonl")
+    assert not (tmp_path / "u.jsonl").exists()
+    assert manifest(tree) == before
+
+
+def test_end_record_without_intent_or_status_is_a_journal_error(tmp_path: Path) -> None:
+    head = {"rec": "header", "version": 1, "command": "t"}
+    for end in ({"rec": "end", "seq": 1, "status": "done"},
+                {"rec": "end", "seq": 1, "status": "pending"},
+                {"rec": "end", "seq": 1, "status": []}):
+        with pytest.raises(JournalError, match=r"line 2|without an intent"):
+            read_journal(_undo_json_lines(tmp_path / "j.jsonl", [head, end]))
+
+
+def test_failed_step_removes_its_temp_file(tree: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchown", refuse)  # e.g. an id the filesystem cannot map
+    res = apply_plan(str(tree), [A.write_file("/a/f", b"new", uid=1234, gid=1234)],
+                     tmp_path / "j.jsonl", "test")
+    assert [o.status for o in res.outcomes] == [Status.FAILED]
+    assert (tree / "a" / "f").read_text() == "old"
+    assert not [p for p in (tree / "a").iterdir() if p.name.startswith(A.TMP_PREFIX)]
+
+
+@pytest.mark.parametrize("how", ["group-writable", "world-writable", "other owner"])
+def test_undo_refuses_an_untrusted_journal_file(tree: Path, tmp_path: Path, how: str) -> None:
+    j = tmp_path / "j.jsonl"
+    apply_plan(str(tree), [A.replace_symlink("/a/l", "/a/b", "b")], j, "test")
+    if how == "other owner":
+        if os.geteuid() != 0:
+            pytest.skip("chown needs root")
+        os.chown(j, 1234, 1234)
+    else:
+        j.chmod(0o620 if how == "group-writable" else 0o602)
+    with pytest.raises(JournalError, match="refusing it"):
+        undo_journal(j, tmp_path / "u.jsonl")
+    assert not (tmp_path / "u.jsonl").exists()
+    assert (tree / "a" / "l").readlink().as_posix() == "b"
+
+
+def test_rewrite_keeps_the_link_owner_and_undo_restores_it(tree: Path, tmp_path: Path) -> None:
+    os.chown(tree / "a" / "l", 1234, 5678, follow_symlinks=False)  # e.g. a userns-owned tree
+    before = manifest(tree)
+    j = tmp_path / "j.jsonl"
+    res = apply_plan(str(tree), [A.replace_symlink("/a/l", "/a/b", "b")], j, "test")
+    assert res.ok, res.outcomes
+    st = os.lstat(tree / "a" / "l")
+    assert (st.st_uid, st.st_gid) == (1234, 5678)
+    assert (tree / "a" / "l").readlink().as_posix() == "b"
+    intent = json.loads(j.read_text().splitlines()[1])
+    assert intent["after"] == {"type": "symlink", "text": "b", "uid": 1234, "gid": 5678}
+    assert undo_journal(j, tmp_path / "u.jsonl").ok
+    assert manifest(tree) == before
+
+
+def test_undo_restores_the_owner_of_a_removed_link(tree: Path, tmp_path: Path) -> None:
+    os.chown(tree / "a" / "rm", 1234, 5678, follow_symlinks=False)
+    before = manifest(tree)
+    j = tmp_path / "j.jsonl"
+    assert apply_plan(str(tree), [A.remove_symlink("/a/rm", "gone")], j, "test").ok
+    assert undo_journal(j, tmp_path / "u.jsonl").ok
+    assert manifest(tree) == before
+
+
+def test_one_name_of_a_hardlinked_symlink_is_not_replaced(tree: Path, tmp_path: Path) -> None:
+    os.link(tree / "a" / "l", tree / "l2", follow_symlinks=False)  # one symlink, two names
+    res = apply_plan(str(tree), [A.replace_symlink("/a/l", "/a/b", "b")], tmp_path / "j.jsonl",
+                     "test")
+    assert [o.status for o in res.outcomes] == [Status.SKIPPED]
+    assert "hard links" in res.outcomes[0].reason
+    assert os.lstat(tree / "a" / "l").st_ino == os.lstat(tree / "l2").st_ino
+    assert (tree / "a" / "l").readlink().as_posix() == "/a/b"
+    assert not [p for p in (tree / "a").iterdir() if p.name.startswith(A.TMP_PREFIX)]

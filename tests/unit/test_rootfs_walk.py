@@ -235,6 +235,35 @@ def _deep_checks(root: Path, tmp_path: Path) -> None:
     assert [i["verdict"] for i in items if i["link"] == "/d/d"] == ["too_long"]
 
 
+def test_links_deeper_than_path_max_get_their_true_verdict(tmp_path: Path) -> None:
+    """25 levels of 200-byte names: the links' paths are longer than PATH_MAX, so they are
+    looked up from an open directory, and judged like any other (not ``unreadable``)."""
+    root = tmp_path / "deep"
+    root.mkdir()
+    (root / "top").write_text("t")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(25):
+        os.mkdir("d" * 200, dir_fd=fd)
+        nfd = os.open("d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    for name, text in [("gone", "missing-target"), ("ok", "f"), ("abs", "/top"),
+                       ("loop", "loop"), ("via", "../" + "d" * 200 + "/nope")]:
+        os.symlink(text, name, dir_fd=fd)
+    os.close(fd)
+    try:
+        code, doc = scan_json(root)
+        assert code == 1
+        got = {f["path"].rsplit("/", 1)[1]: (f["kind"], f.get("detail", {}).get("reason"))
+               for f in doc["findings"]}
+        assert got == {"gone": ("dangling", "missing"), "abs": ("absolute", None),
+                       "loop": ("loop", "cycle"), "via": ("dangling", "missing")}
+        assert all(len(f["path"]) > 5000 for f in doc["findings"])
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
 def test_links_into_what_the_runtime_provides_are_info(tmp_path: Path) -> None:
     """/proc, /sys and the standard /dev nodes are mounted or created by runc at start: a link
     there is dangling in a stopped root, but only worth knowing (the Debian /dev/fd case)."""

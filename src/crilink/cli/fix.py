@@ -35,7 +35,8 @@ STORE_FIXERS: dict[TargetKind, str] = {
 
 _VERDICT_STYLE = {Verdict.REWRITE: "green", Verdict.DANGLING: "yellow", Verdict.LOOP: "red",
                   Verdict.MISMATCH: "yellow", Verdict.TOO_LONG: "yellow",
-                  Verdict.STALE_TEMP: "cyan"}
+                  Verdict.STALE_TEMP: "cyan", Verdict.HARDLINKED: "yellow",
+                  Verdict.ALIASED: "yellow"}
 
 
 def _envelope(plan: FixPlan, result: ApplyResult | None) -> dict[str, Any]:

@@ -66,6 +66,9 @@ class StateType(StrEnum):
 class State:
     """What one path holds. Fields that do not apply to ``type`` are ``None``.
 
+    A symlink carries its text and owner (``uid``/``gid``): a rewrite keeps the owner, and
+    undo puts it back.
+
     ``content_b64`` is carried for files whose content an action must be able to restore.
     ``dev``/``ino`` identify a directory (``None``: not known yet, matches any).
     """
@@ -85,7 +88,8 @@ class State:
         if self.type != other.type:
             return False
         pairs = {
-            StateType.SYMLINK: ((self.text, other.text),),
+            StateType.SYMLINK: ((self.text, other.text), (self.uid, other.uid),
+                                (self.gid, other.gid)),
             StateType.FILE: ((self.sha256, other.sha256), (self.mode, other.mode),
                              (self.uid, other.uid), (self.gid, other.gid)),
             StateType.DIR: ((self.dev, other.dev), (self.ino, other.ino)),
@@ -99,7 +103,8 @@ class State:
     def describe(self) -> str:
         """A short human phrase: ``symlink -> /bin/busybox``, ``file sha256 1a2b..``."""
         if self.type == StateType.SYMLINK:
-            return f"symlink -> {self.text}"
+            owner = f" (owner {self.uid}:{self.gid})" if self.uid is not None else ""
+            return f"symlink -> {self.text}{owner}"
         if self.type == StateType.FILE:
             return f"file sha256 {(self.sha256 or '?')[:12]} mode {oct(self.mode or 0)}"
         if self.type == StateType.DIR and self.ino is not None:
@@ -113,10 +118,6 @@ class State:
             if value is not None:
                 out[name] = value
         return out
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> State:
-        return cls(type=StateType(doc["type"]), **{k: v for k, v in doc.items() if k != "type"})
 
     @classmethod
     def file(cls, content: bytes, mode: int | None = None, uid: int | None = None,
@@ -167,14 +168,6 @@ class Action:
         if self.reason:
             out["reason"] = self.reason
         return out
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Action:
-        before = doc.get("before")
-        return cls(kind=ActionKind(doc["kind"]), path=doc["path"],
-                   before=State.from_json(before) if before is not None else None,
-                   after=State.from_json(doc["after"]), dest=doc.get("dest"),
-                   reason=doc.get("reason", ""))
 
 
 def check_in_root_path(path: str) -> str:

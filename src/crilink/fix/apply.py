@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from crilink.errors import UnsafeTargetError
@@ -55,6 +56,9 @@ def _finalize(action: Action, before: State) -> State:
                           _first(after.mode, old.mode, 0o644),
                           _first(after.uid, old.uid, os.geteuid()),
                           _first(after.gid, old.gid, os.getegid()))
+    if action.kind == ActionKind.REPLACE_SYMLINK:  # the new link keeps the old one's owner
+        return replace(after, uid=_first(after.uid, before.uid, os.geteuid()),
+                       gid=_first(after.gid, before.gid, os.getegid()))
     if action.kind == ActionKind.MOVE_DIR:
         return before
     if action.kind == ActionKind.MAKE_DIR:

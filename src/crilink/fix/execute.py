@@ -41,15 +41,40 @@ def _text(state: State) -> str:
     return state.text
 
 
+def _new_symlink(pfd: int, tmp: str, after: State) -> None:
+    """Create the symlink ``tmp`` with ``after``'s text and owner (``fchownat`` with
+    ``AT_SYMLINK_NOFOLLOW``, before it takes its real name); removed on any failure."""
+    os.symlink(os.fsencode(_text(after)), tmp, dir_fd=pfd)
+    try:
+        if after.uid is not None or after.gid is not None:
+            st = os.lstat(tmp, dir_fd=pfd)
+            uid = -1 if after.uid is None else after.uid
+            gid = -1 if after.gid is None else after.gid
+            if uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid):
+                os.chown(tmp, uid, gid, dir_fd=pfd, follow_symlinks=False)
+    except BaseException:
+        _drop(pfd, tmp)
+        raise
+
+
+def _single_name(dir_fd: int, name: str, path: str) -> None:
+    """Refuse to replace one name of a symlink inode that has others (hard links): the
+    rename would split them."""
+    nlink = os.lstat(name, dir_fd=dir_fd).st_nlink
+    if nlink > 1:
+        raise UnsafeTargetError(f"{path} is one of {nlink} names of one symlink (hard links); "
+                                "replacing it would split them")
+
+
 def _replace_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
-        os.symlink(os.fsencode(_text(after)), tmp, dir_fd=pfd)
+        _new_symlink(pfd, tmp, after)
         try:
             _expect(pfd, name, before, action.path)
+            _single_name(pfd, name, action.path)
             os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=pfd)
+            _drop(pfd, tmp)
             raise
         os.fsync(pfd)
         return 0, _now(pfd, name, after)
@@ -57,10 +82,14 @@ def _replace_symlink(root: Root, action: Action, before: State, after: State, tm
 
 def _create_symlink(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
     with open_parent(root, action.path) as (pfd, name):
+        _new_symlink(pfd, tmp, after)
         try:
-            os.symlink(os.fsencode(_text(after)), name, dir_fd=pfd)
-        except FileExistsError as err:
-            raise UnsafeTargetError(f"{action.path} appeared since the plan") from err
+            rename_noreplace(pfd, tmp, pfd, name)
+        except BaseException as err:
+            _drop(pfd, tmp)
+            if isinstance(err, FileExistsError):
+                raise UnsafeTargetError(f"{action.path} appeared since the plan") from err
+            raise
         os.fsync(pfd)
         return 0, _now(pfd, name, after)
 
@@ -77,17 +106,30 @@ def _remove_entry(root: Root, action: Action, before: State, after: State, tmp: 
 
 
 def _write_tmp_file(pfd: int, tmp: str, after: State) -> None:
+    """Create ``tmp`` with ``after``'s content, owner and mode; on any failure it is removed."""
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600, dir_fd=pfd)
     try:
-        os.write(fd, after.content())
-        if after.uid is not None and after.gid is not None:
-            os.fchown(fd, after.uid, after.gid)
-        if after.mode is not None:
-            os.fchmod(fd, after.mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            data = after.content()
+            while data:
+                data = data[os.write(fd, data):]
+            if after.uid is not None and after.gid is not None:
+                os.fchown(fd, after.uid, after.gid)
+            if after.mode is not None:
+                os.fchmod(fd, after.mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _drop(pfd, tmp)
+        raise
+
+
+def _drop(pfd: int, tmp: str) -> None:
+    """Remove the temporary name ``tmp`` of a step that did not complete."""
+    with contextlib.suppress(OSError):
+        os.unlink(tmp, dir_fd=pfd)
 
 
 def _write_file(root: Root, action: Action, before: State, after: State, tmp: str) -> Done:
@@ -97,8 +139,7 @@ def _write_file(root: Root, action: Action, before: State, after: State, tmp: st
             _expect(pfd, name, before, action.path, content=before.type == StateType.FILE)
             os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=pfd)
+            _drop(pfd, tmp)
             raise
         os.fsync(pfd)
         return 0, _now(pfd, name, after)

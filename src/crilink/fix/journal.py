@@ -38,13 +38,18 @@ File format (version 1), one JSON object per line, key ``rec``:
 - ``end``: ``{"rec": "end", "seq", "status", "reason"?, "observed": State?, "bytes"?}``;
   an item skipped before any change has an ``end`` with ``root`` and ``action`` and no intent.
 
-A torn last line (a crash mid-write) is ignored; any other unreadable line is a JournalError.
+A torn last line (a crash mid-write) is ignored; any other unreadable line, and any record
+that does not follow the schema (:mod:`crilink.fix.journalschema`: types, ranges, normalised
+in-root paths, states that fit the action), is a JournalError, and so is a journal file that
+is not owned by root (or this user) or is group/world-writable: undo trusts the root a
+journal names, so the journal must be as trusted as the one who runs undo.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -53,6 +58,14 @@ from typing import Any
 
 from crilink.errors import JournalError
 from crilink.fix.actions import Action, State
+from crilink.fix.journalschema import (
+    EndRecord,
+    IntentRecord,
+    SchemaError,
+    decode_end,
+    decode_header,
+    decode_intent,
+)
 from crilink.fix.ops import RootRef
 from crilink.fix.result import Status
 
@@ -161,9 +174,38 @@ class JournalLog:
     torn: bool = False
 
 
-def _split_lines(path: str) -> tuple[list[bytes], bool]:
+def _open_trusted(path: str) -> int:
+    """Open a journal to read it, refusing one that others could have written.
+
+    A journal drives writes anywhere under the root it names, so it must be as trusted as
+    the one who runs undo: owned by root (or by this user) and not group- or world-writable.
+    The checks are on the open fd, the same one that is read.
+    """
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        raise JournalError(f"read journal {path}: {err.strerror}") from err
+    st = os.fstat(fd)
+    problem = ""
+    if not stat.S_ISREG(st.st_mode):
+        problem = "not a regular file"
+    elif st.st_uid not in (0, os.geteuid()):
+        problem = f"owned by uid {st.st_uid}, not root"
+    elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"group- or world-writable (mode {stat.S_IMODE(st.st_mode):04o})"
+    if problem:
+        os.close(fd)
+        raise JournalError(f"read journal {path}: {problem}; crilink writes journals root-only "
+                           "(0600), so this one may have been edited by someone else: "
+                           "refusing it (check its records, then chown root and chmod 0600 "
+                           "to use it)")
+    return fd
+
+
+def _split_lines(path: str) -> tuple[list[bytes], bool]:
+    fd = _open_trusted(path)
+    try:
+        with os.fdopen(fd, "rb") as f:
             data = f.read()
     except OSError as err:
         raise JournalError(f"read journal {path}: {err.strerror}") from err
@@ -173,13 +215,14 @@ def _split_lines(path: str) -> tuple[list[bytes], bool]:
 
 
 def _parse(path: str, lines: list[bytes], torn: bool) -> tuple[list[dict[str, Any]], bool]:
+    """JSON objects of the lines; a last line that is not JSON is a torn write."""
     records: list[dict[str, Any]] = []
     for no, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
             if not isinstance(rec, dict):
                 raise TypeError("not an object")
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, RecursionError) as err:
             if no == len(lines) and not torn:
                 return records, True  # a torn last record that happened to end in a newline
             raise JournalError(f"read journal {path}: line {no} is not a record ({err}); "
@@ -188,36 +231,63 @@ def _parse(path: str, lines: list[bytes], torn: bool) -> tuple[list[dict[str, An
     return records, torn
 
 
-def _entry(intent: dict[str, Any] | None, end: dict[str, Any] | None) -> JournalEntry:
-    base = intent or end
-    assert base is not None  # an entry exists only because one of its records was read
-    status = Status(end["status"]) if end else Status.PENDING
-    def state(rec: dict[str, Any] | None, key: str) -> State | None:
-        return State.from_json(rec[key]) if rec and key in rec else None
+def _entry(intent: IntentRecord | None, end: EndRecord | None) -> JournalEntry:
+    if intent is None:
+        if end is None or end.root is None or end.action is None:
+            raise SchemaError("an end record without an intent must name its root and action")
+        return JournalEntry(end.seq, end.root, end.action, end.status, reason=end.reason,
+                            bytes=end.bytes)
+    if end is not None and end.observed is not None and end.observed.type != intent.after.type:
+        raise SchemaError(f"end.observed: a {end.observed.type} state, the intent's after "
+                          f"state is a {intent.after.type}")
     return JournalEntry(
-        seq=int(base["seq"]), root=RootRef.from_json(base["root"]),
-        action=Action.from_json(base["action"]), status=status,
-        before=state(intent, "before"), after=state(intent, "after"),
-        observed=state(end, "observed"), tmp=str((intent or {}).get("tmp", "")),
-        reason=str((end or {}).get("reason", "")), bytes=int((end or {}).get("bytes", 0)))
+        seq=intent.seq, root=intent.root, action=intent.action,
+        status=end.status if end else Status.PENDING, before=intent.before, after=intent.after,
+        observed=end.observed if end else None, tmp=intent.tmp,
+        reason=end.reason if end else "", bytes=end.bytes if end else 0)
+
+
+def _records(records: list[dict[str, Any]]) -> tuple[dict[int, IntentRecord],
+                                                     dict[int, EndRecord]]:
+    """Intent and end records by seq (each record checked against the schema)."""
+    intents: dict[int, IntentRecord] = {}
+    ends: dict[int, EndRecord] = {}
+    for no, rec in enumerate(records[1:], 2):
+        try:
+            kind = rec.get("rec")
+            if kind == "intent":
+                item: IntentRecord | EndRecord = decode_intent(rec)
+                table: dict[int, Any] = intents
+            elif kind == "end":
+                item, table = decode_end(rec), ends
+            else:
+                raise SchemaError(f"rec: {kind!r} is not intent or end"[:200])
+            if item.seq in table:
+                raise SchemaError(f"a second {kind} record for seq {item.seq}")
+        except SchemaError as err:
+            raise SchemaError(f"line {no}: {err}") from err
+        table[item.seq] = item
+    return intents, ends
 
 
 def read_journal(path: str | os.PathLike[str]) -> JournalLog:
-    """Read a journal, tolerating a torn last line. Entries come in ``seq`` order."""
+    """Read a journal, tolerating a torn last line. Entries come in ``seq`` order.
+
+    Every record is checked against the schema (:mod:`crilink.fix.journalschema`), and the
+    file must be trusted (root-owned, not group/world-writable): else JournalError.
+    """
     spath = os.fspath(path)
     records, torn = _parse(spath, *_split_lines(spath))
-    if not records or records[0].get("rec") != "header":
-        raise JournalError(f"read journal {spath}: no header; is this a crilink journal?")
-    if records[0].get("version") != JOURNAL_VERSION:
-        raise JournalError(f"read journal {spath}: version {records[0].get('version')} "
-                           f"is not {JOURNAL_VERSION}; use the crilink that wrote it")
-    intents: dict[int, dict[str, Any]] = {}
-    ends: dict[int, dict[str, Any]] = {}
     try:
-        for rec in records[1:]:
-            target = intents if rec["rec"] == "intent" else ends
-            target[int(rec["seq"])] = rec
+        if not records:
+            raise SchemaError("no header; is this a crilink journal?")
+        version, command = decode_header(records[0])
+        if version != JOURNAL_VERSION:
+            raise JournalError(f"read journal {spath}: version {version} is not "
+                               f"{JOURNAL_VERSION}; use the crilink that wrote it")
+        intents, ends = _records(records)
         entries = tuple(_entry(intents.get(s), ends.get(s)) for s in sorted({*intents, *ends}))
-    except (KeyError, ValueError, TypeError) as err:
-        raise JournalError(f"read journal {spath}: malformed record ({err!r})") from err
-    return JournalLog(spath, str(records[0].get("command", "")), entries, torn)
+    except SchemaError as err:
+        raise JournalError(f"read journal {spath}: {err}; the journal is damaged or was "
+                           "edited: nothing was changed") from err
+    return JournalLog(spath, command, entries, torn)

@@ -41,6 +41,8 @@ class Verdict(StrEnum):
     MISMATCH = "mismatch"  # the new text would reach another node: left as it is
     TOO_LONG = "too_long"  # the new text is longer than a link can hold: left as it is
     STALE_TEMP = "stale_temp"  # a temporary link a crashed run left: removed
+    HARDLINKED = "hardlinked"  # one symlink inode with several names: left as it is
+    ALIASED = "aliased"  # reachable by two paths (a bind mount): left as it is
 
 
 @dataclass(frozen=True, slots=True)

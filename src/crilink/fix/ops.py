@@ -60,10 +60,6 @@ class RootRef:
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "dev": self.dev, "ino": self.ino}
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> RootRef:
-        return cls(str(doc["path"]), int(doc["dev"]), int(doc["ino"]))
-
 
 @dataclass(frozen=True, slots=True)
 class Root:
@@ -142,7 +138,8 @@ def observe(dir_fd: int, name: str, content: bool = False) -> State:
     except FileNotFoundError:
         return ABSENT
     if stat.S_ISLNK(st.st_mode):
-        return State(StateType.SYMLINK, text=os.fsdecode(os.readlink(name, dir_fd=dir_fd)))
+        return State(StateType.SYMLINK, text=os.fsdecode(os.readlink(name, dir_fd=dir_fd)),
+                     uid=st.st_uid, gid=st.st_gid)
     if stat.S_ISDIR(st.st_mode):
         return State(StateType.DIR, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
                      dev=st.st_dev, ino=st.st_ino)

@@ -19,9 +19,9 @@ from typing import Any
 from crilink.errors import InputError
 from crilink.fix import actions as A
 from crilink.fix.apply import Hook, apply_plan
-from crilink.fix.links import Direction, LinkPlanItem, Verdict, plan_link
+from crilink.fix.links import Direction, LinkPlanItem, Verdict, plan_link, wants
 from crilink.fix.result import ApplyResult
-from crilink.fix.walk import iter_symlinks
+from crilink.fix.walk import LinkEntry, SymlinkWalk
 from crilink.pathres import DirVFS, Resolver
 
 __all__ = ["JOURNAL_COMMAND", "FixPlan", "apply_fix", "plan_fix", "plan_items", "verify_fix"]
@@ -57,19 +57,46 @@ class FixPlan:
                 "items": [i.to_json() for i in self.items]}
 
 
-def plan_items(resolver: Resolver, links: Iterable[tuple[str, str]],
+def plan_items(resolver: Resolver, links: Iterable[LinkEntry],
                direction: Direction) -> list[LinkPlanItem]:
-    """Plan items for (in-root path, link text) pairs, in the order given."""
+    """Plan items for the links found by a walk, in the order given.
+
+    A symlink inode with several names (hard links to one symlink) is left as it is: a
+    rewrite replaces one name with a new inode and would split the group, and the relative
+    text for one name's directory is not the right one for another's.
+    """
     items = []
-    for path, text in links:
+    for path, text, nlink in links:
         if posixpath.basename(path).startswith(A.TMP_PREFIX):
             items.append(LinkPlanItem(path, text, Verdict.STALE_TEMP,
                                       reason="temporary link left by an interrupted run"))
+            continue
+        if nlink > 1 and wants(direction, text):
+            items.append(LinkPlanItem(path, text, Verdict.HARDLINKED, reason=(
+                f"this symlink has {nlink} names (hard links to one inode); rewriting one "
+                "name would split them; left as it is")))
             continue
         item = plan_link(resolver, path, text, direction)
         if item is not None:
             items.append(item)
     return items
+
+
+def _mark_aliased(items: list[LinkPlanItem], walk: SymlinkWalk) -> list[LinkPlanItem]:
+    """Rewrites of links that the tree reaches by more than one path (a directory
+    bind-mounted at a second place in the root) become ``aliased``: only absolute text means
+    the same from every place, so a rewrite could change what the link means from one of them.
+    """
+    return [_aliased(item, walk.alias_of(item.path)) if item.verdict == Verdict.REWRITE
+            else item for item in items]
+
+
+def _aliased(item: LinkPlanItem, alias: tuple[str, str] | None) -> LinkPlanItem:
+    if alias is None:
+        return item
+    return LinkPlanItem(item.path, item.old, Verdict.ALIASED, reason=(
+        f"{alias[0]} is also reached as {alias[1]} (a bind mount): the link has two paths "
+        "and a rewrite could change what it means from one of them; left as it is"))
 
 
 def _open_dir(target: str) -> int:
@@ -90,7 +117,8 @@ def plan_fix(target: str, direction: Direction = Direction.TO_RELATIVE,
     fd = _open_dir(target)
     try:
         with DirVFS.from_fd(fd, target) as vfs:
-            items = plan_items(Resolver(vfs), iter_symlinks(fd, one_filesystem), direction)
+            walk = SymlinkWalk(fd, one_filesystem)
+            items = _mark_aliased(plan_items(Resolver(vfs), walk, direction), walk)
     except OSError as err:
         raise InputError(f"fix {target}: walk: {err.strerror} ({err.filename})") from err
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from crilink.pathres.fdopen import openat2, openat2_available
+from crilink.pathres.syscall import openat2, openat2_available
 
 __all__ = ["open_dir_beneath"]
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 from crilink.errors import InputError
 from crilink.pathres.base import Node, NodeType
+from crilink.pathres.beneath import open_dir_beneath
 
 __all__ = ["DirVFS", "node_type"]
+
+_PATH_MAX = 4096  # bytes with the NUL: a longer path fails with ENAMETOOLONG
+_SHORT = _PATH_MAX // 4  # chars: a str this short encodes to fewer than _PATH_MAX bytes
 
 _TYPES = {
     stat.S_IFDIR: NodeType.DIR,
@@ -31,7 +37,8 @@ class DirVFS:
     ``AT_SYMLINK_NOFOLLOW``. Limit: the path's parents are resolved by the caller (the
     resolver); a tree changed concurrently could make a lookup see a swapped parent. Reading
     is harmless; writers must use :func:`crilink.pathres.open_in_root`, which re-checks.
-    Names are ``os.fsdecode`` strs (surrogateescape), so any byte string works.
+    Names are ``os.fsdecode`` strs (surrogateescape), so any byte string works. Paths longer
+    than PATH_MAX are looked up from their parent directory, opened piecewise.
     Errors: a missing node is ``None``; other failures raise ``InputError``.
     """
 
@@ -70,7 +77,8 @@ class DirVFS:
 
     def lstat(self, path: str) -> Node | None:
         try:
-            st = os.lstat(path[1:] or ".", dir_fd=self.fd)
+            with self._at(path) as (dir_fd, rel):
+                st = os.lstat(rel, dir_fd=dir_fd)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as err:
@@ -79,6 +87,23 @@ class DirVFS:
 
     def readlink(self, path: str) -> str:
         try:
-            return os.readlink(path[1:], dir_fd=self.fd)
+            with self._at(path) as (dir_fd, rel):
+                return os.readlink(rel, dir_fd=dir_fd)
         except OSError as err:
             raise InputError(f"readlink {path} in {self.root}: {err.strerror}") from err
+
+    @contextmanager
+    def _at(self, path: str) -> Iterator[tuple[int, str]]:
+        """(dir fd, relative name) to look up in-root ``path`` with: the root fd and the path,
+        or, for a path too long for one syscall (a deep tree), its parent directory opened a
+        piece at a time beneath the root (parents are link-free, see the class doc)."""
+        rel = path[1:] or "."
+        if len(rel) < _SHORT or len(os.fsencode(rel)) < _PATH_MAX or "/" not in rel:
+            yield self.fd, rel
+            return
+        parent, name = rel.rsplit("/", 1)
+        pfd = open_dir_beneath(self.fd, parent)
+        try:
+            yield pfd, name
+        finally:
+            os.close(pfd)
