@@ -45,9 +45,10 @@ ROOTFS_CHECKS = "crilink.checks.rootfs"
 
 def expectations(store: CStorageStore) -> Expectations:
     """What the records say the overlay dir must look like."""
-    return Expectations(chains=store.chains(),
+    return Expectations(chains=store.chains(CSTORAGE_MAX_LOWERS),
                         skip=frozenset(layer.id for layer in store.layers if layer.incomplete),
-                        max_lowers=CSTORAGE_MAX_LOWERS)
+                        max_lowers=CSTORAGE_MAX_LOWERS,
+                        known=frozenset(layer.id for layer in store.layers))
 
 
 def _sizer(root: Path) -> Callable[[str], int | None]:
