@@ -37,7 +37,8 @@ from crilink.stores.usage import usage_of
 if TYPE_CHECKING:
     from crilink.scan import ScanOptions
 
-__all__ = ["Kind", "check_view", "expectations", "referenced_chains", "run"]
+__all__ = ["Kind", "check_view", "dir_parents", "expectations", "referenced_chains", "run",
+           "torn_reasons"]
 
 ROOTFS_CHECKS = "crilink.checks.rootfs"  # imported lazily: only --deep needs it
 
@@ -183,6 +184,27 @@ def expectations(view: DockerView) -> ol.Expectations:
     chains = ParentChains(dir_parents(view), limit=ol.DOCKER_MAX_LOWERS, strict=True)
     return ol.Expectations(chains=chains, max_lowers=ol.DOCKER_MAX_LOWERS,
                            known=view.known_dirs())
+
+
+_TORN_KINDS = frozenset({Kind.DANGLING_PARENT, Kind.MISSING_IMAGE_LAYER})
+
+
+def torn_reasons(view: DockerView, findings: list[Finding]) -> tuple[str, ...]:
+    """Why the layerdb cannot be trusted to say which driver dirs are orphans (empty: it
+    can): cache ids missing, empty or unreadable; images or chains naming chains layerdb
+    lacks; parent cycles; no layer records at all while dirs and images exist."""
+    reasons: list[str] = []
+    no_cache = sum(1 for layer in view.layers.values() if layer.cache_id is None)
+    if no_cache:
+        reasons.append(f"{no_cache} layerdb entries have no readable cache-id")
+    if not view.layers and view.layer_dirs and view.images:
+        reasons.append(f"layerdb is empty while {len(view.images)} images and "
+                       f"{len(view.layer_dirs)} layer dirs exist")
+    gaps = sum(1 for f in findings if f.kind in _TORN_KINDS)
+    if gaps:
+        reasons.append(f"{gaps} images or layer chains name chains that layerdb lacks "
+                       "or that loop")
+    return tuple(reasons)
 
 
 def _overlay_links(view: DockerView) -> Iterator[Finding]:
