@@ -84,3 +84,23 @@ def test_docker_empty_cache_ids_refuse_every_orphan(tmp_path: Path) -> None:
     plan = docker_gc(open_docker(root), "STAMP")
     assert not [a for a in plan.actions if "x1" in a.path or "x2" in a.path]
     assert len(plan.manual) == 2 and all("torn" in m for m in plan.manual)
+
+
+def test_relocated_overlay_dir_is_read_and_never_written_through(tmp_path: Path) -> None:
+    import pytest  # noqa: PLC0415 - only this test needs it
+
+    from crilink.errors import UnsafeTargetError  # noqa: PLC0415
+    from crilink.fix.cstorage import apply_repair, plan_repair  # noqa: PLC0415
+
+    root = cstore(tmp_path / "store", [(A, None), (B, A), (C, B)], [{"id": "d" * 64,
+                                                                     "layer": C}])
+    (root / "overlay").rename(tmp_path / "elsewhere")
+    (root / "overlay").symlink_to(tmp_path / "elsewhere")
+    found = scan_store(CStorageStore.open(root)).findings
+    assert [(f.kind, f.severity) for f in found] == [("relocated_driver_dir", "info")]
+    (tmp_path / "elsewhere/l" / NAMES[A]).unlink()
+    store, plan = plan_repair(str(root))
+    assert plan.actions
+    with pytest.raises(UnsafeTargetError, match="symlink"):
+        apply_repair(store, plan, tmp_path / "journal")
+    assert not (tmp_path / "elsewhere/l" / NAMES[A]).exists()

@@ -31,6 +31,7 @@ from crilink.checks.overlaylinks import (
     OverlayState,
     check_layer_dirs,
     check_links,
+    linked_driver_finding,
     read_overlay,
 )
 from crilink.errors import InputError
@@ -143,7 +144,8 @@ def scan_store(store: CStorageStore, options: ScanOptions | None = None) -> Scan
     state = read_overlay(str(store.root), OVERLAY_DIR,
                          (lambda n: progress(n, None)) if progress else None)
     size_of = _sizer(store.root)
-    findings = list(check_links(state, expectations(store)))
+    findings = linked_driver_finding(store.root, OVERLAY_DIR)
+    findings += check_links(state, expectations(store))
     known = frozenset(layer.id for layer in store.layers)
     findings += check_layer_dirs(state, known, size_of)
     findings += _record_findings(store, state, size_of)

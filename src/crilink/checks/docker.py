@@ -211,6 +211,7 @@ def _overlay_links(view: DockerView) -> Iterator[Finding]:
     """The shared ``l/``-link checks (:mod:`crilink.checks.overlaylinks`) on ``overlay2/``."""
     if not (view.root / fmt.DRIVER_DIR).is_dir():
         return
+    yield from ol.linked_driver_finding(view.root, fmt.DRIVER_DIR)
     state = ol.read_overlay(str(view.root), fmt.DRIVER_DIR)
     yield from ol.check_links(state, expectations(view))
 

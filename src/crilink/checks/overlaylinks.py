@@ -44,7 +44,9 @@ __all__ = [
     "ShortLink",
     "check_layer_dirs",
     "check_links",
+    "driver_dir_link",
     "link_target",
+    "linked_driver_finding",
     "lower_problems",
     "lower_text",
     "owners",
@@ -235,11 +237,28 @@ def _read_links(driver_fd: int) -> tuple[LinkDirState, dict[str, ShortLink]]:
     return LinkDirState.DIR, links
 
 
+def driver_dir_link(store_root: str | os.PathLike[str], driver_dir: str) -> str | None:
+    """The link text when ``store_root/driver_dir`` is a symlink (else ``None``)."""
+    path = Path(store_root) / driver_dir
+    return str(path.readlink()) if path.is_symlink() else None
+
+
+def linked_driver_finding(store_root: str | os.PathLike[str], driver_dir: str) -> list[Finding]:
+    """An ``info`` finding ``relocated_driver_dir`` when the driver dir is a symlink."""
+    text = driver_dir_link(store_root, driver_dir)
+    if text is None:
+        return []
+    return [Finding("relocated_driver_dir", Severity.INFO, driver_dir, link=text,
+                    message="a symlink: read through it (the operator's layout); "
+                    "fix and gc refuse to write through it")]
+
+
 def read_overlay(store_root: str, driver_dir: str,
                  progress: Callable[[int], None] | None = None) -> OverlayState:
     """Snapshot ``store_root/driver_dir`` (layer dirs, link/lower files, ``l/``)."""
-    driver_fd = os.open(Path(store_root) / driver_dir,
-                        os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    # a driver dir that is a symlink (an operator relocated it) is followed for reading:
+    # it is the operator's own layout; repairs refuse it (driver_dir_link)
+    driver_fd = os.open(Path(store_root) / driver_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         state, links = _read_links(driver_fd)
         layers: dict[str, LayerDir] = {}

@@ -26,7 +26,7 @@ from crilink.checks import overlaylinks as ol
 from crilink.checks.docker import Kind, check_view, expectations, torn_reasons
 from crilink.checks.orphans import kept_orphans
 from crilink.fix import actions as A
-from crilink.fix.apply import apply_plan
+from crilink.fix.apply import apply_plan, ensure_not_linked
 from crilink.fix.journal import default_journal_path
 from crilink.fix.overlaylinks import plan_link_repair
 from crilink.fix.result import ApplyResult
@@ -173,6 +173,8 @@ def apply_docker(store: DockerStore, plan: DockerPlan, journal: str | os.PathLik
     """Apply ``plan`` to the store through the journal (default: a new one in the journal
     dir); refuses while dockerd runs on it."""
     ensure_stopped(store, f"{command} {store.root}")
+    if any(a.path.startswith(f"/{fmt.DRIVER_DIR}/") for a in plan.actions):
+        ensure_not_linked(store.root, fmt.DRIVER_DIR, command)
     path = journal if journal is not None else default_journal_path(command)
     return apply_plan(str(store.root), plan.actions, path, command)
 

@@ -31,7 +31,7 @@ from crilink.checks.cstorage import scan_store, torn_reasons
 from crilink.checks.orphans import kept_orphans
 from crilink.checks.overlaylinks import LINK_DIR, OverlayState, read_overlay, target_layer
 from crilink.fix import actions as A
-from crilink.fix.apply import apply_plan
+from crilink.fix.apply import apply_plan, ensure_not_linked
 from crilink.fix.result import ApplyResult
 from crilink.formats.cstorage import OVERLAY_DIR
 from crilink.model import Finding
@@ -142,6 +142,8 @@ def apply_gc(plan: GcPlan, journal: str | os.PathLike[str]) -> tuple[ApplyResult
     ensure_stopped(plan.store, "remove orphan layer dirs")
     items = _still_true(plan)
     actions: Sequence[A.Action] = [a for i in items if i.how is GcHow.CRILINK for a in i.actions]
+    if actions:
+        ensure_not_linked(plan.store.root, OVERLAY_DIR, "gc")
     result = apply_plan(str(plan.store.root), actions, journal, "gc-cstorage")
     notes = []
     for argv in dict.fromkeys(i.command for i in items if i.how is GcHow.PODMAN):
