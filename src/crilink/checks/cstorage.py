@@ -7,7 +7,11 @@ Findings, paths relative to the graph root:
 - ``incomplete_layer``: a record flagged incomplete (an interrupted write or removal; podman's
   next write to the store deletes it);
 - ``unreferenced_layer``: complete layers no image or container reaches through the parent
-  chain (``bytes``: what deleting the dir frees, hard-link aware).
+  chain (``bytes``: what deleting the dir frees, hard-link aware);
+- ``missing_layer_record`` (error): an image or container names a layer that layers.json
+  does not know (``detail.layer``; the records look torn: gc then removes no orphan dir);
+- ``dangling_parent`` (error): a layer record whose parent no record knows
+  (``detail.reason`` ``missing``) or that lies on a parent cycle (``cycle``).
 
 With ``options.deep`` the directory symlink checks run on each layer's ``diff/``.
 """
@@ -27,27 +31,30 @@ from crilink.checks.overlaylinks import (
     OverlayState,
     check_layer_dirs,
     check_links,
+    linked_driver_finding,
     read_overlay,
 )
 from crilink.errors import InputError
-from crilink.formats.cstorage import OVERLAY_DIR
+from crilink.formats.cstorage import CONTAINERS_JSON, IMAGES_JSON, LAYERS_JSON, OVERLAY_DIR
 from crilink.model import Finding, ScanResult, Severity, TargetKind
+from crilink.stores.chains import cycle_members
 from crilink.stores.cstorage import CStorageStore
 from crilink.stores.usage import tree_usage
 
 if TYPE_CHECKING:
     from crilink.scan import ScanOptions
 
-__all__ = ["expectations", "run", "scan_store"]
+__all__ = ["expectations", "record_gaps", "run", "scan_store", "torn_reasons"]
 
 ROOTFS_CHECKS = "crilink.checks.rootfs"
 
 
 def expectations(store: CStorageStore) -> Expectations:
     """What the records say the overlay dir must look like."""
-    return Expectations(chains=store.chains(),
+    return Expectations(chains=store.chains(CSTORAGE_MAX_LOWERS),
                         skip=frozenset(layer.id for layer in store.layers if layer.incomplete),
-                        max_lowers=CSTORAGE_MAX_LOWERS)
+                        max_lowers=CSTORAGE_MAX_LOWERS,
+                        known=frozenset(layer.id for layer in store.layers))
 
 
 def _sizer(root: Path) -> Callable[[str], int | None]:
@@ -74,6 +81,47 @@ def _record_findings(store: CStorageStore, state: OverlayState,
                           detail={"parent": layer.parent} if layer.parent else {})
 
 
+def record_gaps(store: CStorageStore) -> Iterator[Finding]:
+    """Records that name layers or parents no layer record knows (torn records)."""
+    known = {layer.id for layer in store.layers}
+    for img in store.images:
+        for lid in img.layers:
+            if lid not in known:
+                yield Finding("missing_layer_record", Severity.ERROR, IMAGES_JSON, id=img.id,
+                              message=f"image names layer {lid}, which {LAYERS_JSON} lacks",
+                              detail={"layer": lid, "names": list(img.names)})
+    for ctr in store.containers:
+        if ctr.layer is not None and ctr.layer not in known:
+            yield Finding("missing_layer_record", Severity.ERROR, CONTAINERS_JSON, id=ctr.id,
+                          message=f"container names layer {ctr.layer}, which {LAYERS_JSON} "
+                          "lacks", detail={"layer": ctr.layer, "names": list(ctr.names)})
+    cycle = cycle_members(store.parents())
+    for layer in store.layers:
+        if layer.parent is not None and layer.parent not in known:
+            yield Finding("dangling_parent", Severity.ERROR, LAYERS_JSON, id=layer.id,
+                          message=f"parent {layer.parent} has no layer record",
+                          detail={"parent": layer.parent, "reason": "missing"})
+        elif layer.id in cycle:
+            yield Finding("dangling_parent", Severity.ERROR, LAYERS_JSON, id=layer.id,
+                          message="parents loop back to this layer: no base layer",
+                          detail={"parent": layer.parent or "", "reason": "cycle"})
+
+
+def torn_reasons(store: CStorageStore, state: OverlayState) -> tuple[str, ...]:
+    """Why the records cannot be trusted to say which dirs are orphans (empty: they can)."""
+    reasons: list[str] = []
+    if not store.layers and state.layers:
+        what = "has no records" if store.layers_json_present else "is missing"
+        reasons.append(f"{LAYERS_JSON} {what} while {len(state.layers)} layer dirs exist")
+    gaps = list(record_gaps(store))
+    named = sum(1 for f in gaps if f.kind == "missing_layer_record")
+    if named:
+        reasons.append(f"images or containers name {named} layers {LAYERS_JSON} lacks")
+    if len(gaps) > named:
+        reasons.append(f"{len(gaps) - named} layer records have a missing or looping parent")
+    return tuple(reasons)
+
+
 def _deep(store: CStorageStore, state: OverlayState, options: ScanOptions) -> Iterator[Finding]:
     try:
         rootfs = importlib.import_module(ROOTFS_CHECKS)
@@ -96,10 +144,12 @@ def scan_store(store: CStorageStore, options: ScanOptions | None = None) -> Scan
     state = read_overlay(str(store.root), OVERLAY_DIR,
                          (lambda n: progress(n, None)) if progress else None)
     size_of = _sizer(store.root)
-    findings = list(check_links(state, expectations(store)))
+    findings = linked_driver_finding(store.root, OVERLAY_DIR)
+    findings += check_links(state, expectations(store))
     known = frozenset(layer.id for layer in store.layers)
     findings += check_layer_dirs(state, known, size_of)
     findings += _record_findings(store, state, size_of)
+    findings += record_gaps(store)
     if options is not None and options.deep:
         findings += _deep(store, state, options)
     stats = {"layers": len(store.layers), "images": len(store.images),

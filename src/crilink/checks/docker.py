@@ -5,7 +5,8 @@ Kinds (paths relative to the data root; ``id`` is what an operator types next):
   container ``mount-id``/``init-id`` knows. ``bytes``: what removing it frees.
 - ``missing_layer_dir`` (error): a layerdb chain (or a container mount) whose driver dir is
   gone, or that has no ``cache-id`` at all; dockerd fails on every image that uses it.
-- ``dangling_parent`` (error): a chain or mount whose ``parent`` chain is not in layerdb.
+- ``dangling_parent`` (error): a chain or mount whose ``parent`` chain is not in layerdb
+  (``detail.reason`` ``missing``), or a chain on a parent cycle (``cycle``: no base layer).
 - ``unreferenced_layer`` (warning): a chain that no image, container mount or used child
   chain needs. ``bytes``: its driver dir's exclusive bytes (hard links counted once).
 - ``missing_image_layer`` (error): an image in imagedb whose top chain is not in layerdb;
@@ -29,13 +30,15 @@ from crilink.checks import overlaylinks as ol
 from crilink.errors import InputError
 from crilink.formats import docker as fmt
 from crilink.model import Finding, ScanResult, Severity, TargetKind
+from crilink.stores.chains import ParentChains, cycle_members
 from crilink.stores.docker import DockerView, open_docker
 from crilink.stores.usage import usage_of
 
 if TYPE_CHECKING:
     from crilink.scan import ScanOptions
 
-__all__ = ["Kind", "check_view", "expectations", "referenced_chains", "run"]
+__all__ = ["Kind", "check_view", "dir_parents", "expectations", "referenced_chains", "run",
+           "torn_reasons"]
 
 ROOTFS_CHECKS = "crilink.checks.rootfs"  # imported lazily: only --deep needs it
 
@@ -88,16 +91,21 @@ def _missing_dirs(view: DockerView) -> Iterator[Finding]:
 
 
 def _dangling_parents(view: DockerView) -> Iterator[Finding]:
+    cycle = cycle_members({c: layer.parent for c, layer in view.layers.items()})
     for chain, layer in sorted(view.layers.items()):
         if layer.parent is not None and layer.parent not in view.layers:
             yield Finding(Kind.DANGLING_PARENT, Severity.ERROR, _layer_path(chain),
                           message=f"parent chain {layer.parent} is not in layerdb", id=chain,
-                          detail={"parent": layer.parent})
+                          detail={"parent": layer.parent, "reason": "missing"})
+        elif chain in cycle:
+            yield Finding(Kind.DANGLING_PARENT, Severity.ERROR, _layer_path(chain),
+                          message="parent chains loop back to this layer: no base layer",
+                          id=chain, detail={"parent": layer.parent or "", "reason": "cycle"})
     for container, mount in sorted(view.mounts.items()):
         if mount.parent is not None and mount.parent not in view.layers:
             yield Finding(Kind.DANGLING_PARENT, Severity.ERROR, _mount_path(container),
                           message=f"container's parent chain {mount.parent} is not in layerdb",
-                          id=container, detail={"parent": mount.parent})
+                          id=container, detail={"parent": mount.parent, "reason": "missing"})
 
 
 def _image_chains(view: DockerView) -> Iterator[Finding]:
@@ -144,44 +152,66 @@ def _incomplete(view: DockerView) -> Iterator[Finding]:
                       message="an interrupted layer registration left this behind", id=name)
 
 
-def _ancestor_dirs(view: DockerView, chain: str | None) -> tuple[str, ...] | None:
-    """Driver dir names of ``chain`` and everything below it, nearest first; ``None`` when a
-    record on the way is missing (then the expected ``lower`` is unknown)."""
-    out: list[str] = []
-    seen: set[str] = set()
-    while chain is not None:
-        layer = view.layers.get(chain)
-        if layer is None or layer.cache_id is None or chain in seen:
-            return None
-        seen.add(chain)
-        out.append(layer.cache_id)
-        chain = layer.parent
-    return tuple(out)
+_MISSING = "\0missing"  # a parent dir no record gives: never a dir name
+
+
+def _dir_of(view: DockerView, chain: str | None) -> str | None:
+    """The driver dir of ``chain`` (``None`` for no chain, ``_MISSING`` when unknown)."""
+    if chain is None:
+        return None
+    layer = view.layers.get(chain)
+    return layer.cache_id if layer is not None and layer.cache_id else _MISSING
+
+
+def dir_parents(view: DockerView) -> dict[str, str | None]:
+    """Driver dir -> the driver dir right below it, as layerdb and the mounts say."""
+    parents: dict[str, str | None] = {}
+    for layer in view.layers.values():
+        if layer.cache_id is not None:
+            parents[layer.cache_id] = _dir_of(view, layer.parent)
+    for mount in view.mounts.values():
+        below = _dir_of(view, mount.parent)
+        if mount.init_id is not None:
+            parents[mount.init_id] = below
+        if mount.mount_id is not None:
+            parents[mount.mount_id] = mount.init_id if mount.init_id is not None else below
+    return parents
 
 
 def expectations(view: DockerView) -> ol.Expectations:
-    """What the layerdb says each driver dir's ``lower`` must be, for the shared checks."""
-    chains: dict[str, tuple[str, ...]] = {}
-    for layer in view.layers.values():
-        below = _ancestor_dirs(view, layer.parent)
-        if layer.cache_id is not None and below is not None:
-            chains[layer.cache_id] = below
-    for mount in view.mounts.values():
-        below = _ancestor_dirs(view, mount.parent)
-        if below is None:
-            continue
-        if mount.init_id is not None:
-            chains[mount.init_id] = below
-        if mount.mount_id is not None:
-            init = (mount.init_id,) if mount.init_id is not None else ()
-            chains[mount.mount_id] = init + below
-    return ol.Expectations(chains=chains, max_lowers=ol.DOCKER_MAX_LOWERS)
+    """What the layerdb says each driver dir's ``lower`` must be, for the shared checks: a
+    dir whose chain passes a missing record or a cycle has no expectation."""
+    chains = ParentChains(dir_parents(view), limit=ol.DOCKER_MAX_LOWERS, strict=True)
+    return ol.Expectations(chains=chains, max_lowers=ol.DOCKER_MAX_LOWERS,
+                           known=view.known_dirs())
+
+
+_TORN_KINDS = frozenset({Kind.DANGLING_PARENT, Kind.MISSING_IMAGE_LAYER})
+
+
+def torn_reasons(view: DockerView, findings: list[Finding]) -> tuple[str, ...]:
+    """Why the layerdb cannot be trusted to say which driver dirs are orphans (empty: it
+    can): cache ids missing, empty or unreadable; images or chains naming chains layerdb
+    lacks; parent cycles; no layer records at all while dirs and images exist."""
+    reasons: list[str] = []
+    no_cache = sum(1 for layer in view.layers.values() if layer.cache_id is None)
+    if no_cache:
+        reasons.append(f"{no_cache} layerdb entries have no readable cache-id")
+    if not view.layers and view.layer_dirs and view.images:
+        reasons.append(f"layerdb is empty while {len(view.images)} images and "
+                       f"{len(view.layer_dirs)} layer dirs exist")
+    gaps = sum(1 for f in findings if f.kind in _TORN_KINDS)
+    if gaps:
+        reasons.append(f"{gaps} images or layer chains name chains that layerdb lacks "
+                       "or that loop")
+    return tuple(reasons)
 
 
 def _overlay_links(view: DockerView) -> Iterator[Finding]:
     """The shared ``l/``-link checks (:mod:`crilink.checks.overlaylinks`) on ``overlay2/``."""
     if not (view.root / fmt.DRIVER_DIR).is_dir():
         return
+    yield from ol.linked_driver_finding(view.root, fmt.DRIVER_DIR)
     state = ol.read_overlay(str(view.root), fmt.DRIVER_DIR)
     yield from ol.check_links(state, expectations(view))
 

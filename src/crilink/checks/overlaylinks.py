@@ -26,13 +26,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from crilink.errors import CorruptInputError, InputError
 from crilink.model import Finding, Severity
+from crilink.pathres.files import open_regular, read_regular
 
 __all__ = [
     "CSTORAGE_MAX_LOWERS",
     "DOCKER_MAX_LOWERS",
     "SHORT_NAME_ALPHABET",
     "SHORT_NAME_LEN",
+    "SHORT_NAME_MAX",
     "Expectations",
     "LayerDir",
     "LinkDirState",
@@ -41,7 +44,9 @@ __all__ = [
     "ShortLink",
     "check_layer_dirs",
     "check_links",
+    "driver_dir_link",
     "link_target",
+    "linked_driver_finding",
     "lower_problems",
     "lower_text",
     "owners",
@@ -53,6 +58,9 @@ __all__ = [
 ]
 
 SHORT_NAME_LEN = 26
+SHORT_NAME_MAX = 64  # what a link file may hold and still be taken as a name
+LINK_READ_LIMIT = 4096  # a link file is 26 bytes; more is read only to say it is malformed
+LOWER_READ_LIMIT = 1 << 20  # 500 lowers of l/<26>, or absolute paths of additional stores
 SHORT_NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # base32, as the drivers' generateID
 LINK_DIR = "l"
 LINK_FILE = "link"
@@ -65,6 +73,9 @@ CSTORAGE_MAX_LOWERS = 500  # containers/storage drivers/overlay: maxDepth
 # entries of a driver dir that are not layers
 NOT_LAYERS = frozenset({LINK_DIR, "staging", "tempdirs"})
 _TARGET_RE = re.compile(r"\A\.\./([^/]+)/diff/?\Z")
+# lenient: the drivers mint 26 base32 (Docker) or [A-Z0-9] (containers-storage) characters;
+# anything a file name, an overlay option or a lower entry cannot carry is refused
+_SHORT_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 class LinkDirState(StrEnum):
@@ -75,12 +86,17 @@ class LinkDirState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LayerDir:
-    """One ``<driver>/<id>/`` dir: ``link``/``lower`` text (``None``: no such file)."""
+    """One ``<driver>/<id>/`` dir: ``link``/``lower`` text (``None``: no such file; ``""``:
+    not a readable regular file). ``link_size``/``lower_size``: the file's size in bytes,
+    when it was larger than what was read (its text is then cut; a cut link is never a valid
+    name)."""
 
     id: str
     link: str | None
     lower: str | None
     has_diff: bool
+    link_size: int | None = None
+    lower_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,14 @@ class Expectations:
     chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     skip: frozenset[str] = frozenset()
     max_lowers: int = CSTORAGE_MAX_LOWERS
+    known: frozenset[str] | None = None  # dirs a record knows; None: every dir counts
+
+    def claimants(self, ids: list[str]) -> list[str]:
+        """Of the dirs whose ``link`` names one short name, those that may own it: the ones a
+        record knows (sorted), when ``known`` is given; a dir no record knows never does."""
+        if self.known is None:
+            return sorted(ids)
+        return sorted(i for i in ids if i in self.known)
 
 
 def link_target(layer_id: str) -> str:
@@ -134,10 +158,12 @@ def target_layer(target: str | None) -> str | None:
 
 
 def valid_short_name(name: str | None) -> bool:
-    """Usable as an ``l/`` entry name (the drivers mint base32, but accept any plain name)."""
-    if not name or name in (".", ".."):
+    """Usable as an ``l/`` entry name and a ``lower`` entry: 1 to 64 of ``A-Za-z0-9_.-``,
+    starting with a letter or digit, no ``..`` (the drivers mint 26 base32 or ``A-Z0-9``
+    characters; ``:``, ``/``, whitespace and over-long names are refused)."""
+    if not name or len(name) > SHORT_NAME_MAX or ".." in name:
         return False
-    return not any(c in name for c in "/:\0\n")
+    return _SHORT_NAME_RE.match(name) is not None
 
 
 def parse_lower(text: str) -> list[str | None]:
@@ -156,19 +182,25 @@ def parse_lower(text: str) -> list[str | None]:
 
 # ---------------------------------------------------------------- reading
 
-def _read_small(dir_fd: int, name: bytes) -> str | None:
+def _read_small(dir_fd: int, name: str, limit: int) -> tuple[str | None, int | None]:
+    """(text of at most ``limit`` bytes, the file's size when it is larger); ``None`` text: no
+    such file; ``""``: a symlink, FIFO, device or unreadable file (no usable file)."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError:
-        return ""  # a symlink or unreadable file is no usable link/lower file
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        return os.fsdecode(os.read(fd, 1 << 20))
-    finally:
-        os.close(fd)
+        data = read_regular(name, name, limit=limit, dir_fd=dir_fd)
+    except CorruptInputError:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return "", None
+        if not stat.S_ISREG(st.st_mode):
+            return "", None
+        with open_regular(name, name, dir_fd=dir_fd) as f:
+            return os.fsdecode(f.read(limit)), st.st_size
+    except InputError as err:
+        if isinstance(err.__cause__, FileNotFoundError | NotADirectoryError):
+            return None, None
+        return "", None
+    return os.fsdecode(data), None
 
 
 def _read_layer(driver_fd: int, name: bytes) -> LayerDir:
@@ -178,8 +210,9 @@ def _read_layer(driver_fd: int, name: bytes) -> LayerDir:
             has_diff = stat.S_ISDIR(os.stat(DIFF_DIR, dir_fd=fd, follow_symlinks=False).st_mode)
         except FileNotFoundError:
             has_diff = False
-        return LayerDir(os.fsdecode(name), _read_small(fd, LINK_FILE.encode()),
-                        _read_small(fd, LOWER_FILE.encode()), has_diff)
+        link, link_size = _read_small(fd, LINK_FILE, LINK_READ_LIMIT)
+        lower, lower_size = _read_small(fd, LOWER_FILE, LOWER_READ_LIMIT)
+        return LayerDir(os.fsdecode(name), link, lower, has_diff, link_size, lower_size)
     finally:
         os.close(fd)
 
@@ -204,11 +237,28 @@ def _read_links(driver_fd: int) -> tuple[LinkDirState, dict[str, ShortLink]]:
     return LinkDirState.DIR, links
 
 
+def driver_dir_link(store_root: str | os.PathLike[str], driver_dir: str) -> str | None:
+    """The link text when ``store_root/driver_dir`` is a symlink (else ``None``)."""
+    path = Path(store_root) / driver_dir
+    return str(path.readlink()) if path.is_symlink() else None
+
+
+def linked_driver_finding(store_root: str | os.PathLike[str], driver_dir: str) -> list[Finding]:
+    """An ``info`` finding ``relocated_driver_dir`` when the driver dir is a symlink."""
+    text = driver_dir_link(store_root, driver_dir)
+    if text is None:
+        return []
+    return [Finding("relocated_driver_dir", Severity.INFO, driver_dir, link=text,
+                    message="a symlink: read through it (the operator's layout); "
+                    "fix and gc refuse to write through it")]
+
+
 def read_overlay(store_root: str, driver_dir: str,
                  progress: Callable[[int], None] | None = None) -> OverlayState:
     """Snapshot ``store_root/driver_dir`` (layer dirs, link/lower files, ``l/``)."""
-    driver_fd = os.open(Path(store_root) / driver_dir,
-                        os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    # a driver dir that is a symlink (an operator relocated it) is followed for reading:
+    # it is the operator's own layout; repairs refuse it (driver_dir_link)
+    driver_fd = os.open(Path(store_root) / driver_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         state, links = _read_links(driver_fd)
         layers: dict[str, LayerDir] = {}
@@ -247,9 +297,9 @@ def resolves_to(state: OverlayState, name: str) -> str | None:
 
 
 def _short_link_finding(state: OverlayState, link: ShortLink,
-                        own: Mapping[str, list[str]]) -> Finding | None:
+                        own: Mapping[str, list[str]], exp: Expectations) -> Finding | None:
     path = state.path(LINK_DIR, link.name)
-    named_by = own.get(link.name, [])
+    named_by = exp.claimants(own.get(link.name, []))
     lid = target_layer(link.target)
     if link.target is None or lid is None:
         why = "not_a_symlink" if link.target is None else "not_a_layer_diff"
@@ -323,7 +373,7 @@ def check_links(state: OverlayState, exp: Expectations) -> Iterator[Finding]:
     """Findings about ``l/`` entries, ``link`` files and ``lower`` files."""
     own = owners(state)
     for link in sorted(state.short_links.values(), key=lambda s: s.name):
-        finding = _short_link_finding(state, link, own)
+        finding = _short_link_finding(state, link, own, exp)
         if finding is not None:
             yield finding
     for layer in sorted(state.layers.values(), key=lambda x: x.id):

@@ -9,6 +9,7 @@ import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from crilink.errors import UnsafeTargetError
@@ -18,13 +19,24 @@ from crilink.fix.journal import Journal
 from crilink.fix.ops import MissingParentError, Root, observe, open_parent, open_root
 from crilink.fix.result import ApplyResult, Outcome, Status
 
-__all__ = ["Hook", "apply_one", "apply_plan", "observe_path"]
+__all__ = ["Hook", "apply_one", "apply_plan", "ensure_not_linked", "observe_path"]
 
 # Called as hook(seq, phase) with phase "intent" (journaled, not yet changed) or "changed"
 # (changed, end record not yet written). Tests use it to crash at a precise point.
 Hook = Callable[[int, str], None]
 
 _CONTENT_KINDS = (ActionKind.WRITE_FILE, ActionKind.REMOVE_FILE)
+
+
+def ensure_not_linked(root: str | os.PathLike[str], rel: str, verb: str) -> None:
+    """Refuse (UnsafeTargetError) when ``root/rel`` is a symlink: crilink reads through a
+    relocated driver dir but never writes through a link, in or out of the store."""
+    path = Path(root) / rel
+    if path.is_symlink():
+        raise UnsafeTargetError(
+            f"{verb}: {path} is a symlink (to {path.readlink()}); crilink reads through it "
+            "but never writes through a link: repair with the runtime's own tools, or point "
+            "the store at the real dir")
 
 
 def observe_path(root: Root, path: str, content: bool = False) -> State:

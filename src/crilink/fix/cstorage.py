@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from crilink.checks.cstorage import expectations
 from crilink.checks.overlaylinks import check_links, read_overlay
-from crilink.fix.apply import apply_plan
+from crilink.fix.apply import apply_plan, ensure_not_linked
 from crilink.fix.journal import default_journal_path
 from crilink.fix.overlaylinks import Minter, RepairPlan, mint_short_name, plan_link_repair
 from crilink.fix.result import ApplyResult
@@ -55,6 +55,8 @@ def apply_repair(store: CStorageStore, plan: RepairPlan,
     """Apply ``plan`` to ``store`` through a journal, then rescan. Raises RuntimeBusyError
     while podman, CRI-O or buildah holds the store's lock files."""
     ensure_stopped(store, "repair the overlay links")
+    if plan.actions:
+        ensure_not_linked(store.root, OVERLAY_DIR, "fix")
     path = journal if journal is not None else default_journal_path(JOURNAL_COMMAND)
     applied = apply_plan(str(store.root), plan.actions, path, JOURNAL_COMMAND)
     return RepairResult(applied, remaining_findings(store))

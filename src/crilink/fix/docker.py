@@ -3,9 +3,12 @@
 - :func:`plan_repair`: the shared ``l/``-link repair (:mod:`crilink.fix.overlaylinks`) with the
   lower chains the layerdb gives (:func:`crilink.checks.docker.expectations`).
 - :func:`plan_gc`: orphan layer dirs (``overlay2/<id>`` no record knows) are quarantined, then
-  purged, together with the ``l/`` entry that points at them; so are the ``layerdb/tmp``
-  leftovers of interrupted registrations. Unreferenced chains are dockerd's
-  own records: the plan prints the docker commands that release them, and quarantines them
+  purged, together with the ``l/`` entry that points at them, unless the layerdb looks torn
+  (:func:`crilink.checks.docker.torn_reasons`) or another dir's ``lower`` still uses them
+  (:mod:`crilink.checks.orphans`): those go to ``manual`` with the reason. The ``layerdb/tmp``
+  leftovers of interrupted registrations are quarantined and purged too. Unreferenced
+  chains are dockerd's own records: the plan prints the docker commands that release them,
+  and quarantines them
   (layerdb entry, driver dir, short link) only when asked (``unreferenced=True``).
 - :func:`apply_docker`: refuses while dockerd runs on the store (RuntimeBusyError naming the
   pid), then applies through the journal (``crilink undo`` reverses all but purges).
@@ -20,9 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from crilink.checks import overlaylinks as ol
-from crilink.checks.docker import Kind, check_view, expectations
+from crilink.checks.docker import Kind, check_view, expectations, torn_reasons
+from crilink.checks.orphans import kept_orphans
 from crilink.fix import actions as A
-from crilink.fix.apply import apply_plan
+from crilink.fix.apply import apply_plan, ensure_not_linked
 from crilink.fix.journal import default_journal_path
 from crilink.fix.overlaylinks import plan_link_repair
 from crilink.fix.result import ApplyResult
@@ -124,7 +128,10 @@ def plan_gc(view: DockerView, stamp: str | None = None, *, purge: bool = True,
     state = _state(view)
     findings = list(check_view(view))
     actions: list[A.Action] = []
+    refused = _refusals(view, state, findings)
     for f in findings:
+        if f.kind == Kind.ORPHAN_LAYER_DIR and str(f.id) in refused:
+            continue
         if f.kind == Kind.ORPHAN_LAYER_DIR:
             actions += _orphan_actions(state, f, stamp, purge)
         elif f.kind == Kind.INCOMPLETE_LAYER:
@@ -135,8 +142,20 @@ def plan_gc(view: DockerView, stamp: str | None = None, *, purge: bool = True,
             actions += _unreferenced_actions(view, state, f, stamp, purge)
     lost = [f"# image {f.id} ({f.detail.get('refs') or 'untagged'}) lost its layers: "
             "load or pull it again" for f in findings if f.kind == Kind.MISSING_IMAGE_LAYER]
-    return DockerPlan(tuple(_dedup_make_dirs(actions)), (),
+    manual = tuple(f"/{fmt.DRIVER_DIR}/{lid}: {why}" for lid, why in sorted(refused.items()))
+    return DockerPlan(tuple(_dedup_make_dirs(actions)), manual,
                       (*(() if unreferenced else _commands(unref)), *lost))
+
+
+def _refusals(view: DockerView, state: ol.OverlayState,
+              findings: list[Finding]) -> dict[str, str]:
+    """orphan dir -> why crilink must not remove it (torn layerdb, or a lower uses it)."""
+    orphans = [str(f.id) for f in findings if f.kind == Kind.ORPHAN_LAYER_DIR]
+    torn = torn_reasons(view, findings)
+    if torn:
+        why = f"not removed: the layerdb looks torn ({'; '.join(torn)}); restore it first"
+        return dict.fromkeys(orphans, why)
+    return {o: f"not removed: {why}" for o, why in kept_orphans(state, orphans).items()}
 
 
 def _dedup_make_dirs(actions: list[A.Action]) -> Iterator[A.Action]:
@@ -154,6 +173,8 @@ def apply_docker(store: DockerStore, plan: DockerPlan, journal: str | os.PathLik
     """Apply ``plan`` to the store through the journal (default: a new one in the journal
     dir); refuses while dockerd runs on it."""
     ensure_stopped(store, f"{command} {store.root}")
+    if any(a.path.startswith(f"/{fmt.DRIVER_DIR}/") for a in plan.actions):
+        ensure_not_linked(store.root, fmt.DRIVER_DIR, command)
     path = journal if journal is not None else default_journal_path(command)
     return apply_plan(str(store.root), plan.actions, path, command)
 

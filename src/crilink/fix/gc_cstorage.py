@@ -4,7 +4,11 @@ Each reclaimable finding becomes one :class:`GcItem`, acted on by whoever may to
 
 - ``orphan_layer_dir`` (no record knows the dir): crilink moves it into the graph root's
   quarantine (``.crilink-quarantine/<stamp>/``), removes the ``l/`` entries that point at it,
-  then purges it; journaled (the move and the link removals can be undone until the purge);
+  then purges it; journaled (the move and the link removals can be undone until the purge).
+  Refused (``manual``, with the reason) when the records look torn
+  (:func:`crilink.checks.cstorage.torn_reasons`: layers.json missing or empty while dirs
+  exist, images or containers naming unknown layers, missing or looping parents), or when a
+  record or another dir's ``lower`` still uses the dir (:mod:`crilink.checks.orphans`);
 - ``incomplete_layer``: podman's own cleanup; containers-storage deletes incomplete layers
   the next time it takes the layer store's write lock, which any ``podman images`` does;
 - ``unreferenced_layer``: a layer record no image or container uses. No podman 4.3 command
@@ -23,10 +27,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from crilink.checks.cstorage import scan_store
+from crilink.checks.cstorage import scan_store, torn_reasons
+from crilink.checks.orphans import kept_orphans
 from crilink.checks.overlaylinks import LINK_DIR, OverlayState, read_overlay, target_layer
 from crilink.fix import actions as A
-from crilink.fix.apply import apply_plan
+from crilink.fix.apply import apply_plan, ensure_not_linked
 from crilink.fix.result import ApplyResult
 from crilink.formats.cstorage import OVERLAY_DIR
 from crilink.model import Finding
@@ -88,8 +93,22 @@ def _orphan_actions(state: OverlayState, lid: str, stamp: str) -> tuple[A.Action
             A.purge_dir(moved, reason="free the orphan's bytes"))
 
 
-def _item(store: CStorageStore, state: OverlayState, f: Finding, stamp: str) -> GcItem:
+def _refusals(store: CStorageStore, state: OverlayState, orphans: list[str]) -> dict[str, str]:
+    """orphan id -> why crilink must not remove it (empty when all may go)."""
+    torn = torn_reasons(store, state)
+    if torn:
+        why = f"not removed: the records look torn ({'; '.join(torn)}); restore them first"
+        return dict.fromkeys(orphans, why)
+    pinned = {lid: f"image {img.id} names it" for img in store.images for lid in img.layers}
+    pinned.update({c.layer: f"container {c.id} names it" for c in store.containers if c.layer})
+    return {o: f"not removed: {why}" for o, why in kept_orphans(state, orphans, pinned).items()}
+
+
+def _item(store: CStorageStore, state: OverlayState, f: Finding, stamp: str,
+          refused: dict[str, str]) -> GcItem:
     assert f.id is not None  # layer findings always carry the layer id
+    if f.kind == "orphan_layer_dir" and f.id in refused:
+        return GcItem(f, GcHow.MANUAL, note=refused[f.id])
     if f.kind == "orphan_layer_dir":
         return GcItem(f, GcHow.CRILINK, _orphan_actions(state, f.id, stamp))
     if f.kind == "incomplete_layer":
@@ -104,7 +123,9 @@ def plan_gc(root: str, stamp: str) -> GcPlan:
     store = CStorageStore.open(root)
     findings = [f for f in scan_store(store).findings if f.kind in GC_KINDS]
     state = read_overlay(str(store.root), OVERLAY_DIR)
-    items = tuple(_item(store, state, f, stamp) for f in findings)
+    refused = _refusals(store, state, [str(f.id) for f in findings
+                                       if f.kind == "orphan_layer_dir"])
+    items = tuple(_item(store, state, f, stamp, refused) for f in findings)
     return GcPlan(store, items, store.runtime_status())
 
 
@@ -121,6 +142,8 @@ def apply_gc(plan: GcPlan, journal: str | os.PathLike[str]) -> tuple[ApplyResult
     ensure_stopped(plan.store, "remove orphan layer dirs")
     items = _still_true(plan)
     actions: Sequence[A.Action] = [a for i in items if i.how is GcHow.CRILINK for a in i.actions]
+    if actions:
+        ensure_not_linked(plan.store.root, OVERLAY_DIR, "gc")
     result = apply_plan(str(plan.store.root), actions, journal, "gc-cstorage")
     notes = []
     for argv in dict.fromkeys(i.command for i in items if i.how is GcHow.PODMAN):

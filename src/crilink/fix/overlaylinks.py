@@ -80,6 +80,26 @@ class _Work:
     manual: dict[str, str] = field(default_factory=dict)
     minted: dict[str, str] = field(default_factory=dict)
 
+    seen: set[tuple[str, str, A.State]] = field(default_factory=set)
+    stuck: bool = False
+
+    def add(self, action: A.Action) -> bool:
+        """Plan ``action`` unless the same change was planned before (a plan that would
+        repeat itself never converges: it stops and says so)."""
+        key = (str(action.kind), action.path, action.after)
+        if key in self.seen:
+            self.manual[action.path] = (f"{action.kind} planned twice ({action.reason}); "
+                                        "stopped: mend this by hand")
+            self.stuck = True
+            return False
+        self.seen.add(key)
+        self.actions.append(action)
+        return True
+
+    def mine(self, lid: str) -> bool:
+        """Whether the plan may touch dir ``lid``: a record knows it (orphans are gc's)."""
+        return self.exp.known is None or lid in self.exp.known
+
     def ipath(self, *parts: str) -> str:
         return "/" + self.state.path(*parts)
 
@@ -99,9 +119,24 @@ def _file_state(text: str | None) -> A.State:
     return A.ABSENT if text is None else A.State.file(text.encode("utf-8", "surrogateescape"))
 
 
+def _write(w: _Work, path: str, text: str, old: str | None, old_size: int | None,
+           reason: str) -> bool:
+    """Plan writing ``text`` over a link or lower file that held ``old`` (cut when
+    ``old_size`` is given). A file too big to journal is left to a human: the simulation
+    still goes on with ``text``, so the rest of the plan is the same either way."""
+    if old_size is not None and old_size > A.MAX_FILE_BYTES:
+        w.manual[path] = (f"{old_size:,} bytes, too big to journal: replace its content "
+                          f"with {text[:80]!r} by hand (e.g. printf), then run fix again")
+        return True
+    expect = None if old_size is not None else _file_state(old)  # cut text: no hash to expect
+    return w.add(A.write_file(path, text.encode(), mode=LINK_FILE_MODE, expect=expect,
+                              reason=reason))
+
+
 def _alias_for(w: _Work, lid: str, own: dict[str, list[str]]) -> str | None:
     for link in sorted(w.state.short_links.values(), key=lambda s: s.name):
-        if link.name not in own and target_layer(link.target) == lid:
+        if link.name not in own and valid_short_name(link.name) \
+                and target_layer(link.target) == lid:
             return link.name
     return None
 
@@ -113,9 +148,11 @@ def _name_from_lowers(w: _Work, lid: str, own: dict[str, list[str]]) -> str | No
         if lid not in chain or layer is None or not layer.lower:
             continue
         names = parse_lower(layer.lower)
+        if len(names) != len(chain):
+            continue  # a lower of another shape (a name with ':' in it ...) says nothing
         pos = chain.index(lid)
         name = names[pos] if pos < len(names) else None
-        if name and not name.startswith("/") and name not in w.state.short_links \
+        if name and valid_short_name(name) and name not in w.state.short_links \
                 and name not in own:
             found.add(name)
     return found.pop() if len(found) == 1 else None
@@ -124,7 +161,8 @@ def _name_from_lowers(w: _Work, lid: str, own: dict[str, list[str]]) -> str | No
 def _fix_link_files(w: _Work) -> None:
     for lid in sorted(w.state.layers):
         layer = w.state.layers[lid]
-        if lid in w.exp.skip or not layer.has_diff or valid_short_name(layer.link):
+        if lid in w.exp.skip or not layer.has_diff or valid_short_name(layer.link) \
+                or not w.mine(lid):
             continue
         own = owners(w.state)
         name = _alias_for(w, lid, own) or _name_from_lowers(w, lid, own)
@@ -133,10 +171,10 @@ def _fix_link_files(w: _Work) -> None:
             name = w.mint(set(w.state.short_links) | set(own))
             w.minted[lid] = name
             why = "a new short name (no surviving l/ entry or lower file names it)"
-        w.actions.append(A.write_file(w.ipath(lid, LINK_FILE), name.encode(),
-                                      mode=LINK_FILE_MODE, expect=_file_state(layer.link),
-                                      reason=f"restore link file of {lid}: {why}"))
-        w.set_layer(replace(layer, link=name))
+        if not _write(w, w.ipath(lid, LINK_FILE), name, layer.link, layer.link_size,
+                      f"restore link file of {lid}: {why}"):
+            continue
+        w.set_layer(replace(layer, link=name, link_size=None))
 
 
 def _fix_entry(w: _Work, link: ShortLink, claimed_by: list[str]) -> None:
@@ -147,14 +185,13 @@ def _fix_entry(w: _Work, link: ShortLink, claimed_by: list[str]) -> None:
     lid = target_layer(link.target)
     if claimed_by:
         want = link_target(claimed_by[0])
-        if link.target != want:
-            w.actions.append(A.replace_symlink(path, link.target, want,
-                                               reason=f"short link of {claimed_by[0]}"))
+        if link.target != want and w.add(A.replace_symlink(
+                path, link.target, want, reason=f"short link of {claimed_by[0]}")):
             w.set_link(link.name, want)
         return
     layer = w.state.layers.get(lid) if lid else None
-    if layer is None or not layer.has_diff:
-        w.actions.append(A.remove_symlink(path, link.target, reason="no layer behind it"))
+    if (layer is None or not layer.has_diff) and w.add(
+            A.remove_symlink(path, link.target, reason="no layer behind it")):
         w.set_link(link.name, None)
 
 
@@ -162,18 +199,23 @@ def _fix_short_links(w: _Work) -> None:
     if w.state.link_dir is not LinkDirState.DIR:
         w.manual[w.ipath(LINK_DIR)] = f"l is {w.state.link_dir}: make it a directory by hand"
         return
-    own = owners(w.state)
+    own = {name: w.exp.claimants(ids) for name, ids in owners(w.state).items()}
     for name in sorted(w.state.short_links):
-        _fix_entry(w, w.state.short_links[name], own.get(name, []))
+        claimed_by = own.get(name, [])
+        if len(claimed_by) <= 1:
+            _fix_entry(w, w.state.short_links[name], claimed_by)
     for name, claimed_by in sorted(own.items()):
+        if not claimed_by:
+            continue  # only dirs no record knows name it: never point l/ at one
         layer = w.state.layers[claimed_by[0]]
         if len(claimed_by) > 1:
-            w.manual[w.ipath(LINK_DIR, name)] = f"claimed by {len(claimed_by)} layers"
+            w.manual[w.ipath(LINK_DIR, name)] = (f"claimed by {len(claimed_by)} layers: "
+                                                 f"{', '.join(claimed_by)}")
         elif name not in w.state.short_links and layer.has_diff:
             want = link_target(layer.id)
-            w.actions.append(A.create_symlink(w.ipath(LINK_DIR, name), want,
-                                              reason=f"recreate from {layer.id}/link"))
-            w.set_link(name, want)
+            if w.add(A.create_symlink(w.ipath(LINK_DIR, name), want,
+                                      reason=f"recreate from {layer.id}/link")):
+                w.set_link(name, want)
 
 
 def _chain_names(w: _Work, chain: tuple[str, ...]) -> list[str] | None:
@@ -184,7 +226,7 @@ def _chain_names(w: _Work, chain: tuple[str, ...]) -> list[str] | None:
 def _fix_lowers(w: _Work) -> None:
     for lid in sorted(w.state.layers):
         layer = w.state.layers[lid]
-        if lid in w.exp.skip or not layer.has_diff:
+        if lid in w.exp.skip or not layer.has_diff or not w.mine(lid):
             continue
         verdict = lower_problems(w.state, layer, w.exp)
         if not verdict.reasons:
@@ -196,10 +238,9 @@ def _fix_lowers(w: _Work) -> None:
             w.manual[path] = f"bad lower ({', '.join(verdict.reasons)}) and no usable chain"
             continue
         text = lower_text(names)
-        w.actions.append(A.write_file(path, text.encode(), mode=LINK_FILE_MODE,
-                                      expect=_file_state(layer.lower),
-                                      reason=f"rewrite from the parent chain of {lid}"))
-        w.set_layer(replace(layer, lower=text))
+        if _write(w, path, text, layer.lower, layer.lower_size,
+                  f"rewrite from the parent chain of {lid}"):
+            w.set_layer(replace(layer, lower=text, lower_size=None))
 
 
 def plan_link_repair(state: OverlayState, exp: Expectations,
@@ -211,7 +252,10 @@ def plan_link_repair(state: OverlayState, exp: Expectations,
         before = len(w.actions)
         for step in (_fix_link_files, _fix_short_links, _fix_lowers):
             step(w)
-        if len(w.actions) == before:
+        if len(w.actions) == before or w.stuck:
             break
+    else:
+        w.manual["/" + state.driver_dir] = (f"no fixed point after {MAX_PASSES} passes: "
+                                            "apply this plan, then run fix again")
     manual = tuple(f"{path}: {why}" for path, why in sorted(w.manual.items()))
     return RepairPlan(tuple(w.actions), manual, w.minted)

@@ -11,15 +11,16 @@ JSON list of objects with string ids raises :class:`CorruptInputError` naming th
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from crilink.errors import CorruptInputError
+from crilink.formats.jsondoc import parse_json
 
 __all__ = [
+    "CHAIN_LIMIT",
     "CONTAINERS_JSON",
     "DEFAULT_GRAPH_ROOT",
     "DEFAULT_RUN_ROOT",
@@ -47,6 +48,7 @@ LAYERS_JSON = "overlay-layers/layers.json"
 IMAGES_JSON = "overlay-images/images.json"
 CONTAINERS_JSON = "overlay-containers/containers.json"
 OVERLAY_DIR = "overlay"
+CHAIN_LIMIT = 500  # containers/storage drivers/overlay: maxDepth (lowers per layer)
 # lock files containers-storage takes (fcntl record locks) while it changes the store
 LOCK_FILES = (
     "storage.lock",
@@ -151,11 +153,7 @@ class StorageConf:
 def _load_list(data: bytes, what: str) -> list[Mapping[str, Any]]:
     if not data.strip():
         return []  # containers-storage writes the files lazily; an empty file means no records
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CorruptInputError(f"read {what}: not JSON ({err}); restore it from a backup "
-                                "or let podman rebuild the store") from err
+    doc = parse_json(data, what, "; restore it from a backup or let podman rebuild the store")
     if not isinstance(doc, list):
         raise CorruptInputError(f"read {what}: expected a JSON list, got {type(doc).__name__}")
     out: list[Mapping[str, Any]] = []

@@ -21,13 +21,13 @@ Nothing here touches the filesystem; :mod:`crilink.stores.docker` reads the file
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from crilink.errors import CorruptInputError
+from crilink.formats.jsondoc import parse_json
 
 __all__ = [
     "CACHE_ID_FILE",
@@ -168,10 +168,7 @@ def mount_record(container_id: str, files: Mapping[str, bytes]) -> RawMountRecor
 
 
 def _load_json(raw: bytes, what: str) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CorruptInputError(f"read {what}: not valid JSON ({err})") from err
+    return parse_json(raw, what)
 
 
 def parse_image_config(image_id: str, raw: bytes) -> RawImageConfig:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from crilink.errors import InputError
 from crilink.formats.cstorage import (
+    CHAIN_LIMIT,
     CONTAINERS_JSON,
     DEFAULT_STORAGE_CONF,
     IMAGES_JSON,
@@ -35,7 +36,9 @@ from crilink.formats.cstorage import (
     parse_storage_conf,
 )
 from crilink.model import TargetKind
+from crilink.pathres.files import read_regular
 from crilink.stores.base import RuntimeStatus
+from crilink.stores.chains import ParentChains
 
 __all__ = [
     "CStorageStore",
@@ -49,6 +52,7 @@ STORAGE_CONF_ENV = "CONTAINERS_STORAGE_CONF"
 PROC = "/proc"
 PROC_LOCKS = "/proc/locks"
 RUNTIME_NAME = "podman"
+CONF_LIMIT = 1 << 20  # storage.conf: a few KiB in practice
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +73,9 @@ def load_storage_conf(path: str | None = None) -> StorageConf:
     """storage.conf's ``[storage]`` table (``path``, else ``$CONTAINERS_STORAGE_CONF`` as
     podman reads it, else /etc/containers/storage.conf); the defaults when there is none."""
     path = path or os.environ.get(STORAGE_CONF_ENV) or DEFAULT_STORAGE_CONF
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return StorageConf()
-    except OSError as err:
-        raise InputError(f"read {path}: {err.strerror}") from err
-    return parse_storage_conf(data, path)
+    return parse_storage_conf(read_regular(path, path, limit=CONF_LIMIT), path)
 
 
 def graph_root_from_conf(path: str | None = None) -> str:
@@ -150,13 +150,12 @@ def find_lock_holders(root: Path, lock_files: tuple[str, ...] = LOCK_FILES) -> l
     return sorted(holders.values(), key=lambda h: (h.how != "lock", h.pid, h.path))
 
 
-def _read_json(root: Path, rel: str) -> bytes:
-    try:
-        return (root / rel).read_bytes()
-    except FileNotFoundError:
-        return b""
-    except OSError as err:
-        raise InputError(f"read {root / rel}: {err.strerror} (run as root?)") from err
+def _read_json(root: Path, rel: str) -> bytes | None:
+    """A metadata file's bytes (regular files only, capped); ``None`` when it is absent."""
+    path = root / rel
+    if not os.path.lexists(path):
+        return None
+    return read_regular(path, str(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +166,7 @@ class CStorageStore:
     layers: tuple[Layer, ...]
     images: tuple[Image, ...]
     containers: tuple[Container, ...]
+    layers_json_present: bool = True  # False: layers.json absent (not merely empty)
 
     @property
     def kind(self) -> TargetKind:
@@ -183,10 +183,12 @@ class CStorageStore:
         if not (path / "overlay-layers").is_dir() and not (path / "overlay-images").is_dir():
             raise InputError(f"open {path}: not a containers-storage graph root "
                              "(no overlay-layers/ or overlay-images/)")
-        return cls(path, parse_layers(_read_json(path, LAYERS_JSON), str(path / LAYERS_JSON)),
-                   parse_images(_read_json(path, IMAGES_JSON), str(path / IMAGES_JSON)),
-                   parse_containers(_read_json(path, CONTAINERS_JSON),
-                                    str(path / CONTAINERS_JSON)))
+        layers_raw = _read_json(path, LAYERS_JSON)
+        return cls(path, parse_layers(layers_raw or b"", str(path / LAYERS_JSON)),
+                   parse_images(_read_json(path, IMAGES_JSON) or b"", str(path / IMAGES_JSON)),
+                   parse_containers(_read_json(path, CONTAINERS_JSON) or b"",
+                                    str(path / CONTAINERS_JSON)),
+                   layers_raw is not None)
 
     def lock_holders(self) -> list[LockHolder]:
         return find_lock_holders(self.root)
@@ -200,21 +202,14 @@ class CStorageStore:
     def layer_map(self) -> dict[str, Layer]:
         return {layer.id: layer for layer in self.layers}
 
-    def chains(self) -> dict[str, tuple[str, ...]]:
-        """id -> the ids below it, nearest parent first (cut at a missing parent or a cycle)."""
-        by_id = self.layer_map()
-        out: dict[str, tuple[str, ...]] = {}
-        for layer in self.layers:
-            chain: list[str] = []
-            seen = {layer.id}
-            parent = layer.parent
-            while parent is not None and parent not in seen:
-                chain.append(parent)
-                seen.add(parent)
-                rec = by_id.get(parent)
-                parent = rec.parent if rec else None
-            out[layer.id] = tuple(chain)
-        return out
+    def parents(self) -> dict[str, str | None]:
+        """id -> parent id (``None`` for a base layer)."""
+        return {layer.id: layer.parent for layer in self.layers}
+
+    def chains(self, limit: int = CHAIN_LIMIT) -> ParentChains:
+        """id -> the ids below it, nearest parent first, computed on demand (cut after a
+        missing parent, before a cycle repeats, and after ``limit`` + 1 ids)."""
+        return ParentChains(self.parents(), limit=limit)
 
     def live_layers(self) -> set[str]:
         """Layers an image or container uses, with all their parents."""

@@ -15,7 +15,6 @@ Errors: an unreadable data root raises :class:`InputError`; malformed JSON raise
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -24,7 +23,9 @@ from pathlib import Path
 
 from crilink.errors import InputError
 from crilink.formats import docker as fmt
+from crilink.formats.jsondoc import parse_json
 from crilink.model import TargetKind
+from crilink.pathres.files import read_regular
 from crilink.stores.base import RuntimeStatus
 
 __all__ = [
@@ -51,6 +52,7 @@ CONTAINERD_EXE = "containerd"
 MANAGED_CONTAINERD_DIR = "containerd"  # <data-root>/containerd/daemon: dockerd's own containerd
 _DATA_ROOT_FLAGS = ("--data-root", "-g", "--graph")
 _CONFIG_FLAG = "--config-file"
+SMALL_FILE_LIMIT = 64 << 10  # layerdb cache-id, parent, diff, size: under 100 bytes each
 _HOST_FLAGS = ("-H", "--host")
 _PIDFILE_FLAGS = ("-p", "--pidfile")
 
@@ -121,18 +123,29 @@ class DockerView:
 
 
 def _read_small_files(directory: Path) -> dict[str, bytes]:
+    """name -> content of a record dir's small files. A file that is not a regular file (a
+    symlink, FIFO, device), unreadable or over :data:`SMALL_FILE_LIMIT` reads as empty: the
+    record then lacks that field, which the checks report (never a hang, never a crash)."""
     out: dict[str, bytes] = {}
     try:
         entries = list(os.scandir(directory))
     except OSError as err:
         raise InputError(f"read {directory}: {err.strerror}") from err
     for entry in entries:
-        if entry.is_file(follow_symlinks=False) and not entry.name.endswith(".gz"):
-            try:
-                out[entry.name] = Path(entry.path).read_bytes()
-            except OSError:
-                continue
+        if entry.name.endswith(".gz") or entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            out[entry.name] = read_regular(entry.path, entry.path, limit=SMALL_FILE_LIMIT)
+        except InputError:
+            out[entry.name] = b""
     return out
+
+
+def _read_doc(path: Path) -> bytes | None:
+    """A JSON document's bytes (regular file, capped); ``None`` when it is absent."""
+    if not os.path.lexists(path):
+        return None
+    return read_regular(path, str(path))
 
 
 def _subdirs(directory: Path) -> list[str]:
@@ -166,16 +179,16 @@ def _read_mounts(root: Path) -> dict[str, DockerMount]:
 
 def _read_images(root: Path) -> dict[str, DockerImage]:
     refs: dict[str, list[str]] = {}
-    repo_file = root / fmt.REPOSITORIES_FILE
-    if repo_file.is_file():
-        for ref, image_id in fmt.parse_repositories(repo_file.read_bytes()).items():
+    repo_doc = _read_doc(root / fmt.REPOSITORIES_FILE)
+    if repo_doc is not None:
+        for ref, image_id in fmt.parse_repositories(repo_doc).items():
             refs.setdefault(_strip(image_id) or image_id, []).append(ref)
     base = root / fmt.IMAGEDB_CONTENT_DIR
     out: dict[str, DockerImage] = {}
     for entry in sorted(os.scandir(base), key=lambda e: e.name) if base.is_dir() else []:
-        if not (fmt.is_hex_id(entry.name) and entry.is_file(follow_symlinks=False)):
+        if not fmt.is_hex_id(entry.name) or entry.is_dir(follow_symlinks=False):
             continue
-        config = fmt.parse_image_config(entry.name, Path(entry.path).read_bytes())
+        config = fmt.parse_image_config(entry.name, read_regular(entry.path, entry.path))
         chains = fmt.chain_ids(config.diff_ids)
         top = _strip(chains[-1]) if chains else None
         out[entry.name] = DockerImage(entry.name, top, tuple(sorted(refs.get(entry.name, []))))
@@ -186,11 +199,11 @@ def _read_containers(root: Path) -> dict[str, DockerContainer]:
     base = root / fmt.CONTAINERS_DIR
     out: dict[str, DockerContainer] = {}
     for name in _subdirs(base):
-        config_file = base / name / fmt.CONFIG_V2_FILE
-        if not config_file.is_file():
+        config = _read_doc(base / name / fmt.CONFIG_V2_FILE)
+        if config is None:
             out[name] = DockerContainer(name, None, None)
             continue
-        raw = fmt.parse_container_config(name, config_file.read_bytes())
+        raw = fmt.parse_container_config(name, config)
         out[name] = DockerContainer(name, raw.name, _strip(raw.image))
     return out
 
@@ -240,8 +253,8 @@ def _flag_values(argv: list[str], names: tuple[str, ...]) -> list[str]:
 def configured_data_root(config_file: str = DAEMON_JSON) -> str:
     """The data root a dockerd started with ``config_file`` uses (no flag given)."""
     try:
-        doc = json.loads(Path(config_file).read_bytes())
-    except (OSError, ValueError):
+        doc = parse_json(read_regular(config_file, config_file, limit=1 << 20), config_file)
+    except InputError:
         return DEFAULT_DATA_ROOT
     if isinstance(doc, dict):
         for key in (DATA_ROOT_KEY, LEGACY_GRAPH_KEY):
