@@ -153,8 +153,13 @@ def _safe(text: str | None) -> str:
     return escape(terminal_text(text))
 
 
-def print_table(result: ScanResult, console: Console) -> None:
-    """Findings grouped by kind (worst first), then a totals line."""
+TABLE_ROWS_PER_KIND = 200  # a table is for reading; -o json carries every finding
+
+
+def print_table(result: ScanResult, console: Console,
+                rows_per_kind: int | None = TABLE_ROWS_PER_KIND) -> None:
+    """Findings grouped by kind (worst first), at most ``rows_per_kind`` rows of each kind
+    (``None``: all), then a totals line. The counts always cover every finding."""
     findings = sorted(result.findings, key=lambda f: (-f.severity.rank, f.kind, f.path))
     if not findings:
         console.print(f"[green]no findings[/green] in {_safe(result.target)} "
@@ -163,15 +168,21 @@ def print_table(result: ScanResult, console: Console) -> None:
     table = Table(title=f"{_safe(result.target)} ({result.target_kind})", show_lines=False)
     for col in ("severity", "kind", "path", "link / id", "detail"):
         table.add_column(col, overflow="fold")
-    last_kind = None
+    total = Counter(f.kind for f in findings)
+    shown: Counter[str] = Counter()
     for f in findings:
-        if last_kind is not None and f.kind != last_kind:
+        if shown[f.kind] == rows_per_kind:
+            continue
+        if shown[f.kind] == 0 and table.row_count:
             table.add_section()
-        last_kind = f.kind
+        shown[f.kind] += 1
         ident = f.link if f.link is not None else (f.key or f.id or f.digest or "")
         detail = f.message or _detail_text(f)
         table.add_row(f"[{_SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.kind, _safe(f.path),
                       _safe(ident), _safe(detail))
+        if shown[f.kind] == rows_per_kind and total[f.kind] > rows_per_kind:
+            table.add_row("", f.kind, f"... and {total[f.kind] - rows_per_kind:,} more "
+                          "(-o json lists every finding)", "", "")
     console.print(table)
     s = summary(findings, dict(result.stats))
     kinds = ", ".join(f"{k} {n}" for k, n in s["by_kind"].items())

@@ -68,3 +68,18 @@ def test_table_shows_markup_and_control_characters_as_text() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "/[/bold]" in text and "[link=file:~etc]x[~link]" in text and "/r[b]" in text
     assert "\x1b" not in text and "FORGED row" in text and "\\nFORGED" in text
+
+
+def test_table_caps_rows_per_kind_but_counts_all() -> None:
+    from rich.console import Console  # noqa: PLC0415
+
+    from crilink.report import print_table  # noqa: PLC0415
+
+    findings = [Finding("dangling", Severity.WARNING, f"/d{i:04}", link="/x") for i in range(250)]
+    findings += [Finding("loop", Severity.ERROR, "/l", link="l")]
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    print_table(ScanResult.of("/r", TargetKind.ROOTFS, findings), console, rows_per_kind=100)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "/d0099" in text and "/d0100" not in text and "/l " in text
+    assert "... and 150 more" in text
+    assert "251 findings (1 error, 250 warning, 0 info)" in text
