@@ -96,3 +96,21 @@ def test_file_and_empty_dir(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     for w in WORKERS:
         assert usage_of([tmp_path / "empty"], workers=w).total == _du(tmp_path / "empty")
+
+
+def test_forked_each_equals_in_process(tree: Path) -> None:
+    from crilink.stores.usage import usage_each_forked  # noqa: PLC0415
+
+    paths = [str(p) for p in [*sorted(tree.iterdir()), tree / "missing"]]
+    assert usage_each_forked(paths)() == usage_each(paths)
+
+
+def test_forked_each_gives_none_when_a_tree_is_unreadable(tmp_path: Path) -> None:
+    """The in-process fallback then names the dir (the child cannot)."""
+    from crilink.stores.usage import usage_each_forked  # noqa: PLC0415
+
+    f = tmp_path / "file"
+    f.write_bytes(b"x")
+    assert usage_each_forked([str(tmp_path), str(f / "below-a-file")])() is None  # ENOTDIR
+    with pytest.raises(InputError):
+        usage_each([str(tmp_path), str(f / "below-a-file")])

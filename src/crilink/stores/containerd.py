@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from crilink.stores.containerd_disk import (
     snapshotter_dir,
 )
 from crilink.stores.containerd_model import Metadata, to_domain
+from crilink.stores.usage import Usage, usage_each_forked
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -48,6 +50,7 @@ __all__ = [
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
 _CONFIG_LIMIT = 4 << 20  # a containerd config is a few KiB
+_FORK_MEASURE_AFTER = 256  # snapshot dirs; fewer are measured in-process, as needed
 DEFAULT_ROOT = "/var/lib/containerd"
 DEFAULT_STATE = "/run/containerd"
 SOCKET_NAME = "containerd.sock"
@@ -110,6 +113,8 @@ class ContainerdState:
     disk: DiskView
     status: RuntimeStatus
     read_at: datetime
+    # usage of each snapshot dir (store-relative path), when measured while reading
+    dir_sizes: Mapping[str, Usage] | None = None
 
 
 class ContainerdStore:
@@ -163,9 +168,16 @@ class ContainerdStore:
                 backends[ss] = read_snapshotter_db(db.root)
         return to_domain(meta, backends)
 
-    def load(self, mountinfo: str | None = None) -> ContainerdState:
-        """Read everything: status first, then the databases, then the disk."""
+    def load(self, mountinfo: str | None = None, measure: bool = True) -> ContainerdState:
+        """Read everything: status first, then the disk, then the databases. With ``measure``
+        the snapshot dirs' usage is measured in a child process meanwhile (the checks need
+        nearly every dir's size; decoding the databases is pure Python and would wait)."""
         status = self.runtime_status()
-
-        return ContainerdState(self._root, self.read_metadata(), read_disk(self._root, mountinfo),
-                               status, datetime.now(UTC))
+        disk = read_disk(self._root, mountinfo)
+        rels = [d.path for d in disk.snapshot_dirs]
+        collect = usage_each_forked([f"{self._root}/{r}" for r in rels]) \
+            if measure and len(rels) >= _FORK_MEASURE_AFTER else None
+        metadata = self.read_metadata()
+        sizes = collect() if collect is not None else None
+        return ContainerdState(self._root, metadata, disk, status, datetime.now(UTC),
+                               dict(zip(rels, sizes, strict=True)) if sizes is not None else None)

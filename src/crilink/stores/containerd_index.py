@@ -47,7 +47,9 @@ class StoreIndex:
                                                []).append(c.id)
         self._sizes: dict[tuple[str, ...], Usage] = {}
         self._dir_paths = {d.path for d in state.disk.snapshot_dirs}
-        self._dirs_measured = False
+        self._dirs_measured = state.dir_sizes is not None
+        if state.dir_sizes is not None:
+            self._sizes.update(((p,), u) for p, u in state.dir_sizes.items())
 
     # --- paths and sizes
 

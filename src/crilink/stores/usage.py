@@ -22,6 +22,7 @@ directory is entered by exactly one thread, so the result is the one a single wa
 from __future__ import annotations
 
 import os
+import pickle
 import stat
 import threading
 from collections import deque
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 
 from crilink.errors import InputError
 
-__all__ = ["Usage", "default_workers", "tree_usage", "usage_each", "usage_of"]
+__all__ = ["Usage", "default_workers", "tree_usage", "usage_each", "usage_each_forked",
+           "usage_of"]
 
 BLOCK_SIZE = 512  # st_blocks unit on Linux, whatever the filesystem's block size
 MAX_WORKERS = 4  # more threads than this only contend for the GIL
@@ -250,3 +252,53 @@ def _one(path: str | bytes | os.PathLike[str], one_filesystem: bool) -> Usage:
 def tree_usage(path: str | bytes | os.PathLike[str], *, one_filesystem: bool = True) -> Usage:
     """Usage of one tree (see :func:`usage_of`)."""
     return usage_of([path], one_filesystem=one_filesystem)
+
+
+def usage_each_forked(paths: Sequence[str]) -> Callable[[], list[Usage] | None]:
+    """Start :func:`usage_each` of ``paths`` in a forked child; return a function that waits
+    for it and gives its result, or None if the child failed (measure in-process then).
+
+    For a caller with pure-Python work of its own to do meanwhile (decoding BoltDB files):
+    the per-entry loop of a walk holds the GIL, so threads cannot overlap the two, a
+    process can. Call the returned function exactly once.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return lambda: None
+    if pid == 0:  # the child: measure, send, leave without running the parent's cleanups
+        code = 1
+        try:
+            os.close(read_fd)
+            out = [(u.exclusive, u.shared, u.inodes, u.errors) if isinstance(u, Usage) else None
+                   for u in _each_or_none(paths)]
+            with os.fdopen(write_fd, "wb") as pipe:
+                pickle.dump(out, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+
+    def collect() -> list[Usage] | None:
+        try:
+            with os.fdopen(read_fd, "rb") as pipe:
+                rows = pickle.load(pipe)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            rows = None
+        finally:
+            _, status = os.waitpid(pid, 0)
+        if rows is None or status != 0 or len(rows) != len(paths) or None in rows:
+            return None
+        return [Usage(*row) for row in rows]
+
+    return collect
+
+
+def _each_or_none(paths: Sequence[str]) -> list[Usage | None]:
+    try:
+        return list(usage_each(paths))
+    except InputError:
+        return [None] * len(paths)
