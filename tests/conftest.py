@@ -9,13 +9,33 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 FIXTURES_ENV = "CRILINK_FIXTURES"
 DEFAULT_FIXTURES = "/var/tmp/crilink-fixtures"
+HOST_JOURNAL_DIR = Path("/var/lib/crilink/journal")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_journal_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every journal a test writes without naming a directory goes to a private dir (the
+    env var reaches the crilink subprocesses too): never among an operator's journals."""
+    path = tmp_path_factory.mktemp("journals")
+    path.chmod(0o700)
+    old = os.environ.get("CRILINK_JOURNAL_DIR")
+    os.environ["CRILINK_JOURNAL_DIR"] = str(path)
+    before = set(HOST_JOURNAL_DIR.iterdir()) if HOST_JOURNAL_DIR.is_dir() else set()
+    yield path
+    if old is None:
+        del os.environ["CRILINK_JOURNAL_DIR"]
+    else:
+        os.environ["CRILINK_JOURNAL_DIR"] = old
+    after = set(HOST_JOURNAL_DIR.iterdir()) if HOST_JOURNAL_DIR.is_dir() else set()
+    ours = [p for p in after - before if str(path.parent) in p.read_text(errors="replace")]
+    assert not ours, f"tests wrote journals among the host's: {sorted(ours)}"
 
 
 @pytest.fixture(scope="session")

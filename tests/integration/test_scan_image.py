@@ -170,6 +170,12 @@ def test_missing_blob_and_corrupt_index(real_fixtures: Path, tmp_path: Path) -> 
     (layout / "blobs/sha256" / _layer2(layout)).unlink()
     rc, doc, _ = scan(layout, "--ref", "v1")
     assert rc == 1 and ("malformed_layer", "/", "missing_blob") in keys(doc)
+    (missing,) = [f for f in doc["findings"] if f["kind"] == "malformed_layer"]
+    assert missing["severity"] == "error"  # no runtime can unpack this image
+    # verdicts on the incomplete view are marked: the target may be in the missing layer
+    failed = [f for f in doc["findings"] if f["kind"] in ("dangling", "loop")]
+    assert failed and all(f["severity"] == "info" and f["detail"]["unverified"] ==
+                          "layer_unreadable" for f in failed)
     (layout / "index.json").write_text("{not json")
     rc, doc, err = scan(layout)
     assert rc == 2 and doc == {} and len(err.strip().splitlines()) == 1

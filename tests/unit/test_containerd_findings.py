@@ -169,3 +169,12 @@ def test_ingest_ref_that_is_a_fifo_does_not_block(copy_fixture: Callable[[str], 
     os.mkfifo(ingest / "ref")  # reading it would wait for a writer for ever
     _, found = analyze(str(root))
     assert [f.kind for f in found if f.kind == "stale_ingest"] == ["stale_ingest"]
+
+
+def test_unknown_namespace_is_a_usage_error_not_clean(real_fixtures: Path) -> None:
+    from crilink.errors import UsageError  # noqa: PLC0415
+
+    with pytest.raises(UsageError, match="'K8s.io' does not exist.*it has: k8s.io"):
+        analyze(root_of(real_fixtures, "clean"), namespace="K8s.io")
+    _, found = analyze(root_of(real_fixtures, "clean"), namespace="k8s.io")
+    assert found

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from crilink.checks.containerd_snapshots import snapshot_findings
+from crilink.errors import UsageError
 from crilink.model import Finding, ScanResult, Severity, TargetKind
 from crilink.stores.containerd import ContainerdState, ContainerdStore
 from crilink.stores.containerd_disk import METADATA_DIR, TMPMOUNTS_DIR
@@ -132,6 +133,10 @@ def analyze(root: str, now: datetime | None = None, namespace: str | None = None
             mountinfo: str | None = None) -> tuple[StoreIndex, list[Finding]]:
     """Read the store at ``root`` and judge it as of ``now`` (default: the current time)."""
     state = ContainerdStore(root).load(mountinfo)
+    names = [ns.name for ns in state.metadata.namespaces]
+    if namespace is not None and namespace not in names:  # a typo must not look like "clean"
+        raise UsageError(f"namespace {namespace!r} does not exist in {root}; it has: "
+                         f"{', '.join(names) or 'none'}")
     ix = StoreIndex(state, now or datetime.now(UTC))
     return ix, findings(ix, namespace)
 

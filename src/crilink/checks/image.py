@@ -9,6 +9,9 @@ is unpacked or written. Finding kinds produced here:
   :class:`~crilink.formats.blobstream.MalformedReason`. Severity ``warning``, except
   ``missing_eof`` alone, which is ``info``: umoci 0.4.7 ``insert`` writes such layers and
   containerd and podman extract them whole, so the image works; the layer is read anyway;
+  and ``missing_blob`` / ``not_a_file``, which are ``error``: no runtime can unpack the image.
+  Then ``dangling`` and ``loop`` verdicts on the incomplete view are ``info`` with
+  ``detail.unverified`` (their targets may lie in the layer that could not be read);
 - the shared symlink kinds (``dangling``, ``loop``, ``escapes_root``, ``absolute``) from
   :func:`crilink.checks.links.symlink_findings`, for every symlink of the merged view.
 
@@ -19,6 +22,7 @@ Every finding has a root-relative ``path`` (``/`` for a finding about a whole la
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from crilink.checks.links import symlink_findings
@@ -85,9 +89,28 @@ def check_image(target: str, plan: ImagePlan, progress: Progress | None = None) 
     if progress is not None:
         progress(total, total)
     link_findings = _symlink_checks(view)
+    lost = [f.layer for f in findings if f.kind == MALFORMED_LAYER
+            and f.detail.get("reason") in _UNREADABLE_LAYER]
+    links = link_findings[0] if not lost else [_unverified(f, lost) for f in link_findings[0]]
     stats = {"layers": total, "entries": view.entries, "nodes": len(view.vfs),
              "symlinks": len(link_findings[1]), "bytes_read": raw_bytes}
-    return ScanResult.of(target, plan.kind, findings + link_findings[0], stats)
+    return ScanResult.of(target, plan.kind, findings + links, stats)
+
+
+# a layer that could not be read at all: the merged view lacks its files
+_UNREADABLE_LAYER = frozenset({str(MalformedReason.MISSING_BLOB),
+                               str(MalformedReason.NOT_A_FILE)})
+_FAILED_LINK_KINDS = frozenset({"dangling", "loop"})
+
+
+def _unverified(f: Finding, lost: list[str | None]) -> Finding:
+    """A failed link verdict on a view that lacks a whole layer may be wrong (the target may
+    be in the missing layer): kept as ``info``, marked, never counted as a fault of its own."""
+    if f.kind not in _FAILED_LINK_KINDS:
+        return f
+    return replace(f, severity=Severity.INFO,
+                   message=f"{f.message} (unverified: layer {lost[0]} could not be read)",
+                   detail={**f.detail, "unverified": "layer_unreadable"})
 
 
 def _symlink_checks(view: ImageView) -> tuple[list[Finding], list[str]]:
@@ -102,7 +125,8 @@ def _symlink_checks(view: ImageView) -> tuple[list[Finding], list[str]]:
 
 def _malformed(layer: LayerRef, reason: MalformedReason, message: str,
                **detail: Any) -> Finding:
-    severity = Severity.INFO if reason is MalformedReason.MISSING_EOF else Severity.WARNING
+    severity = Severity.INFO if reason is MalformedReason.MISSING_EOF else \
+        Severity.ERROR if str(reason) in _UNREADABLE_LAYER else Severity.WARNING
     return Finding(MALFORMED_LAYER, severity, LAYER_PATH, message=message, layer=layer.digest,
                    detail={"reason": str(reason), **detail})
 
