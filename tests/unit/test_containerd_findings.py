@@ -95,6 +95,8 @@ def test_interrupted_unpack_extract_leftover(real_fixtures: Path) -> None:
     (f,) = found
     assert f.kind == "extract_leftover" and f.key and f.key.startswith("extract-")
     assert f.id == "1" and f.bytes and f.bytes > 1 << 20
+    # what gc will say too: the unpack's lease still holds it, until it expires
+    assert str(f.detail["held_by"]).startswith("lease ") and "expires" in f.message
 
 
 def test_bulk_is_clean_and_tree_counts(real_fixtures: Path) -> None:

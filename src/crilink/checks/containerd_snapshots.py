@@ -170,9 +170,13 @@ def _meta_side(ix: StoreIndex) -> Iterator[Finding]:
         extra = {**base, "dir_bytes": size} if reachable else base
         owned_bytes = size if reachable else None
         if active and snap.key.startswith(EXTRACT_PREFIX):
+            chain = ix.reach.why(ix.snap_node(snap)) if reachable else []
+            held = chain[0].holder if chain else ""
             yield Finding("extract_leftover", Severity.WARNING, path,
-                          "active snapshot of an interrupted unpack", namespace=snap.namespace,
-                          key=snap.key, id=sid, bytes=owned_bytes, detail=extra)
+                          "active snapshot of an interrupted unpack"
+                          + (f"; held by {held}: reclaimable once that ends" if held else ""),
+                          namespace=snap.namespace, key=snap.key, id=sid, bytes=owned_bytes,
+                          detail={**extra, "held_by": held} if held else extra)
         elif active and not ix.owners(snap):
             yield Finding("ownerless_active", Severity.WARNING, path,
                           "active snapshot that no container uses", namespace=snap.namespace,
