@@ -6,6 +6,8 @@ and a short verb phrase: ``CorruptInputError("read metadata.db: page 7 truncated
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "ApplyError",
     "CorruptInputError",
@@ -15,6 +17,7 @@ __all__ = [
     "RuntimeBusyError",
     "UnsafeTargetError",
     "UsageError",
+    "denied_hint",
 ]
 
 
@@ -68,3 +71,11 @@ class JournalError(CrilinkError):
     """A journal cannot be read or undone."""
 
     exit_code = 6
+
+
+def denied_hint() -> str:
+    """What to add to a "permission denied" message: run as root, or, when already root,
+    that something stronger than file modes refuses (an LSM, a mount, a user namespace)."""
+    if os.geteuid() != 0:
+        return " (run as root?)"
+    return " (even for root: a security module, mount option or namespace refuses it)"

@@ -176,7 +176,7 @@ def print_table(result: ScanResult, console: Console,
         if shown[f.kind] == 0 and table.row_count:
             table.add_section()
         shown[f.kind] += 1
-        ident = f.link if f.link is not None else (f.key or f.id or f.digest or "")
+        ident = f.link if f.link is not None else (f.key or f.id or f.digest or f.layer or "")
         detail = f.message or _detail_text(f)
         table.add_row(f"[{_SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.kind, _safe(f.path),
                       _safe(ident), _safe(detail))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crilink.errors import InputError, UsageError
+from crilink.errors import InputError, UsageError, denied_hint
 from crilink.model import ScanResult, TargetKind
 
 __all__ = ["RUNNERS", "ScanOptions", "detect_target", "run_scan"]
@@ -66,7 +66,7 @@ def detect_target(target: str) -> TargetKind:
     except FileNotFoundError as err:
         raise InputError(f"scan {target}: no such file or directory") from err
     except PermissionError as err:
-        raise InputError(f"scan {target}: permission denied (run as root?)") from err
+        raise InputError(f"scan {target}: permission denied{denied_hint()}") from err
     except OSError as err:
         raise InputError(f"scan {target}: {err.strerror}") from err
     if stat.S_ISREG(st.st_mode):
@@ -77,7 +77,7 @@ def detect_target(target: str) -> TargetKind:
         raise InputError(f"scan {target}: not a directory, image layout or image archive")
     if not os.access(target, os.R_OK | os.X_OK):
         raise InputError(f"scan {target}: permission denied: cannot list this directory "
-                         "(run as root?)")
+                         f"{denied_hint().strip()}")
     root = Path(target)
     if os.path.lexists(root / "oci-layout") and os.path.lexists(root / "index.json"):
         return TargetKind.OCI_LAYOUT

@@ -104,12 +104,22 @@ def test_doctor_survives_a_hostile_containerd_config(tmp_path: Path, damage: str
         cfg.symlink_to("/dev/zero")
     else:
         cfg.write_bytes(b'root = "/var/lib/\xff"\n')
+    (tmp_path / "storage.conf").write_text(f'[storage]\ngraphroot = "{tmp_path}/none"\n')
+    (tmp_path / "daemon.json").write_text(json.dumps({"data-root": f"{tmp_path}/none"}))
     r = subprocess.run([sys.executable, "-m", "crilink.cli.main", "doctor", "-o", "json",
                         "--containerd-config", str(cfg), "--storage-conf",
-                        str(tmp_path / "none.conf"), "--docker-config",
-                        str(tmp_path / "none.json")],
+                        str(tmp_path / "storage.conf"), "--docker-config",
+                        str(tmp_path / "daemon.json")],
                        capture_output=True, text=True, check=False, timeout=60)
     assert r.returncode in (0, 1), r.stderr
     stores = {s["kind"]: s for s in json.loads(r.stdout)["stores"]}
     assert str(cfg) in stores["containerd"]["error"]
     assert set(stores) == {"containerd", "containers_storage", "docker"}
+
+
+def test_a_config_named_on_the_command_line_must_exist(tmp_path: Path) -> None:
+    """Falling back to the defaults would report on another store than the one meant."""
+    r = subprocess.run([sys.executable, "-m", "crilink.cli.main", "doctor",
+                        "--storage-conf", str(tmp_path / "typo.conf")],
+                       capture_output=True, text=True, check=False, timeout=60)
+    assert r.returncode == 2 and "--storage-conf" in r.stderr and "no such file" in r.stderr

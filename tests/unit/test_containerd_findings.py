@@ -176,7 +176,7 @@ def test_ingest_ref_that_is_a_fifo_does_not_block(copy_fixture: Callable[[str], 
 def test_unknown_namespace_is_a_usage_error_not_clean(real_fixtures: Path) -> None:
     from crilink.errors import UsageError  # noqa: PLC0415
 
-    with pytest.raises(UsageError, match="'K8s.io' does not exist.*it has: k8s.io"):
+    with pytest.raises(UsageError, match=r"'K8s\.io' does not exist.*it has: k8s\.io"):
         analyze(root_of(real_fixtures, "clean"), namespace="K8s.io")
     _, found = analyze(root_of(real_fixtures, "clean"), namespace="k8s.io")
     assert found

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crilink.checks.links import HostView, findings_for
-from crilink.errors import CrilinkError, InputError
+from crilink.errors import CrilinkError, InputError, denied_hint
 from crilink.formats.mountinfo import VIRTUAL_FS, device_types
 from crilink.model import Finding, ScanResult, Severity, TargetKind
 from crilink.pathres.base import Node, NodeType
@@ -62,7 +62,7 @@ def _open_root(path: str) -> int:
     except NotADirectoryError as err:
         raise InputError(f"scan {path}: not a directory") from err
     except PermissionError as err:
-        raise InputError(f"scan {path}: permission denied (run as root?)") from err
+        raise InputError(f"scan {path}: permission denied{denied_hint()}") from err
     except OSError as err:
         raise InputError(f"scan {path}: {err.strerror}") from err
 

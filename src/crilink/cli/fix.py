@@ -70,8 +70,9 @@ def _print_plan(plan: FixPlan) -> None:
 def _store_fixer(kind: TargetKind) -> Callable[..., None]:
     spec = STORE_FIXERS.get(kind)
     if spec is None:
-        raise UsageError(f"fix: a {kind} target is not something fix can mend; "
-                         "give a root filesystem directory")
+        raise UsageError(f"fix: a {kind} target is not something fix can mend; give a root "
+                         "filesystem directory, a containers-storage graph root or a Docker "
+                         "data root (containerd stores: see crilink gc)")
     module_name, func_name = spec.split(":")
     try:
         module = importlib.import_module(module_name)
@@ -96,9 +97,11 @@ def _store_fixer(kind: TargetKind) -> Callable[..., None]:
 @output_option
 def command(target: str, *, to_absolute: bool, do_apply: bool, journal: str | None,
             one_filesystem: bool, output: str) -> None:
-    """Rewrite absolute links in the root filesystem TARGET as relative links with the same
-    in-root meaning (or the reverse with --to-absolute). Each new text is verified to reach
-    the same file as the old one; dangling and looping links are left alone.
+    """Mend TARGET. A root filesystem directory: rewrite its absolute links as relative
+    links with the same in-root meaning (or the reverse with --to-absolute); each new text is
+    verified to reach the same file as the old one; dangling and looping links are left
+    alone. A containers-storage graph root or a Docker data root: repair the overlay
+    driver's l/ short links, link and lower files (the engine must be stopped).
 
     Dry-run by default; --apply changes links atomically through a journal that
     `crilink undo JOURNAL` reverses. Exit 0 nothing to do or done, 2 input error,

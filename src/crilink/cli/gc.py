@@ -68,16 +68,21 @@ def _item_json(item: Any, address: str | None) -> dict[str, Any]:
             "offline": item.offline, "commands": [shell(c, address) for c in item.commands]}
 
 
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
 def _print_plan(plan: Any, req: GcRequest) -> None:
     from crilink.fix.gc_containerd import manual_commands  # noqa: PLC0415 - lazy
 
     out = stdout_console()
     state = "running" if plan.running else "stopped"
-    out.print(f"containerd root {plan.root} (containerd {state}): {len(plan.items)} items, "
+    out.print(f"containerd root {plan.root} (containerd {state}): {_items(len(plan.items))}, "
               f"{plan.total_bytes:,} bytes reclaimable", soft_wrap=True, markup=False)
     for item in plan.items:
         ident = item.key or item.finding.digest or ""
-        how = "crilink (quarantine + purge)" if item.offline else "ctr / containerd GC"
+        how = ("crilink (quarantine" + (")" if req.keep_quarantine else " + purge)")
+               if item.offline else "ctr / containerd GC")
         out.print(terminal_text(f"  {item.kind:<22} {item.bytes:>12,}  "
                                 f"{item.namespace or '-':<10} {ident}  [{how}]  {item.path}"),
                   soft_wrap=True, markup=False)
@@ -89,7 +94,10 @@ def _print_plan(plan: Any, req: GcRequest) -> None:
             soft_wrap=True, markup=False, highlight=False)
     cmds = list(manual_commands(plan))
     if cmds:
-        out.print("# with containerd running, these reclaim the rest:")
+        out.print("# these reclaim the rest through containerd (it must be running"
+                  + ("; add --address SOCKET to each when it does not listen on the "
+                     "default socket)" if not plan.address else ")") + ":",
+                  soft_wrap=True, markup=False, highlight=False)
         for c in cmds:
             out.print(terminal_text(c), soft_wrap=True, markup=False, highlight=False)
 

@@ -26,10 +26,14 @@ def _item_json(item: gc.GcItem) -> dict[str, Any]:
             "actions": [a.to_json() for a in item.actions]}
 
 
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
 def _print_plan(plan: gc.GcPlan) -> None:
     out = stdout_console()
     out.print(f"containers-storage {plan.store.root} ({plan.status.describe('podman')}): "
-              f"{len(plan.items)} items, {plan.total_bytes:,} bytes", soft_wrap=True)
+              f"{_items(len(plan.items))}, {plan.total_bytes:,} bytes", soft_wrap=True)
     for item in plan.items:
         how = " ".join(item.command) if item.command else str(item.how)
         out.print(f"  {item.finding.kind:<20} {item.bytes:>12,}  {item.finding.id}  [{how}]"

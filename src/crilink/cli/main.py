@@ -10,7 +10,7 @@ import traceback
 import click
 
 from crilink import __version__
-from crilink.errors import CrilinkError
+from crilink.errors import CrilinkError, denied_hint
 
 __all__ = ["cli", "main"]
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:  # an input the commands did not expect to be unreadable
         what = f" {os.fsdecode(err.filename)}" if err.filename is not None else ""
         click.echo(f"crilink: cannot read{what}: {err.strerror or err}"
-                   f"{' (run as root?)' if isinstance(err, PermissionError) else ''}", err=True)
+                   f"{denied_hint() if isinstance(err, PermissionError) else ''}", err=True)
         sys.exit(2)
     except Exception as err:  # last line of defence: no traceback for operators
         if os.environ.get("CRILINK_DEBUG"):

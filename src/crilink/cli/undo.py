@@ -21,7 +21,7 @@ __all__ = ["command"]
               help="journal of this undo run (default /var/lib/crilink/journal/<time>-undo.jsonl)")
 @output_option
 def command(journal_file: str, journal: str | None, output: str) -> None:
-    """Revert the changes recorded in JOURNAL (from fix, repair or gc), newest first.
+    """Revert the changes recorded in JOURNAL (from fix or gc), newest first.
 
     Each change is reverted only if the path is still exactly as the run left it; anything
     changed since is refused and reported. Undo is journaled and safe to rerun; purged

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from crilink.errors import InputError
+from crilink.errors import InputError, denied_hint
 from crilink.fix import actions as A
 from crilink.fix.apply import Hook, apply_plan
 from crilink.fix.links import Direction, LinkPlanItem, Verdict, plan_link, wants
@@ -108,7 +108,8 @@ def _open_dir(target: str) -> int:
         raise InputError(f"fix {target}: not a directory (fix works on root filesystem "
                          "directories)") from err
     except OSError as err:
-        raise InputError(f"fix {target}: {err.strerror} (run as root?)") from err
+        hint = denied_hint() if isinstance(err, PermissionError) else ""
+        raise InputError(f"fix {target}: {err.strerror}{hint}") from err
 
 
 def plan_fix(target: str, direction: Direction = Direction.TO_RELATIVE,

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from crilink.errors import CorruptInputError, InputError
+from crilink.errors import CorruptInputError, InputError, denied_hint
 from crilink.formats.bolt_page import (
     BRANCH_ELEM,
     BUCKET_HEADER,
@@ -293,7 +293,7 @@ def _open_rdonly(name: str) -> int:
     except FileNotFoundError as err:
         raise InputError(f"read {name}: no such file") from err
     except PermissionError as err:
-        raise InputError(f"read {name}: permission denied (run as root?)") from err
+        raise InputError(f"read {name}: permission denied{denied_hint()}") from err
     except OSError as err:
         raise InputError(f"read {name}: {err.strerror}") from err
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from crilink.errors import InputError
+from crilink.errors import InputError, denied_hint
 from crilink.pathres.base import Node, NodeType
 from crilink.pathres.beneath import open_dir_beneath
 
@@ -52,7 +52,8 @@ class DirVFS:
             except NotADirectoryError as err:
                 raise InputError(f"open {root}: not a directory") from err
             except OSError as err:
-                raise InputError(f"open {root}: {err.strerror} (run as root?)") from err
+                hint = denied_hint() if isinstance(err, PermissionError) else ""
+                raise InputError(f"open {root}: {err.strerror}{hint}") from err
             self._owned = True
         else:
             self._owned = False

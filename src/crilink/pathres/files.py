@@ -20,7 +20,7 @@ import os
 import stat
 from typing import BinaryIO
 
-from crilink.errors import CorruptInputError, InputError
+from crilink.errors import CorruptInputError, InputError, denied_hint
 
 __all__ = ["DEFAULT_LIMIT", "open_regular", "read_regular"]
 
@@ -44,7 +44,7 @@ def _open_fd(path: str | os.PathLike[str], what: str, dir_fd: int | None) -> int
     except FileNotFoundError as err:
         raise InputError(f"read {what}: no such file") from err
     except PermissionError as err:
-        raise InputError(f"read {what}: permission denied (run as root?)") from err
+        raise InputError(f"read {what}: permission denied{denied_hint()}") from err
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise CorruptInputError(f"read {what}: a symlink where a regular file belongs; "

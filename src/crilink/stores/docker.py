@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from crilink.errors import InputError
+from crilink.errors import InputError, denied_hint
 from crilink.formats import docker as fmt
 from crilink.formats.jsondoc import parse_json
 from crilink.model import TargetKind
@@ -222,7 +222,7 @@ def open_docker(root: str | os.PathLike[str]) -> DockerView:
                           _read_containers(path), _layer_dirs(path),
                           tuple(_subdirs(path / fmt.LAYERDB_TMP_DIR)))
     except PermissionError as err:
-        raise InputError(f"read {path}: permission denied (run as root?)") from err
+        raise InputError(f"read {path}: permission denied{denied_hint()}") from err
 
 
 # ---------------------------------------------------------------- runtime detection
