@@ -96,3 +96,24 @@ def test_as_of_without_offset_is_utc(real_fixtures: Path) -> None:
     aware = crilink("gc", str(root), "--as-of", "2020-01-01T00:00:00Z", "-o", "json")
     assert naive.returncode == aware.returncode == 0, naive.stderr
     assert json.loads(naive.stdout)["items"] == json.loads(aware.stdout)["items"]
+
+
+def test_orphan_dir_with_a_mount_under_it_is_never_purged(copy_fixture: Callable[[str], Path],
+                                                           tmp_path: Path) -> None:
+    """A leaked bind mount inside an orphan dir: removing the dir would delete what the
+    mount shows, outside the store. gc leaves the item (exit 4) and the files survive."""
+    root = copy_fixture("containerd/orphan-dir/root")
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "precious").write_text("keep me")
+    point = root / ORPHAN / "fs"
+    point.mkdir(exist_ok=True)
+    subprocess.run(["mount", "--bind", str(outside), str(point)], check=True)
+    try:
+        proc = crilink("gc", str(root), "--apply", "--yes", "-o", "json",
+                       "--journal-dir", str(tmp_path / "j"))
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert (outside / "sub" / "precious").read_text() == "keep me"
+    assert (root / ORPHAN).is_dir()

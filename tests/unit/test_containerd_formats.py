@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -93,3 +94,17 @@ def test_a_damaged_timestamp_is_unknown_not_fatal() -> None:
     for bad in (b"\x02garbage", b"\x01", b"\xff" * 20):
         assert fmt._time(Bucket({b"createdat": bad}), b"createdat", "ns/leases/l") is None  # type: ignore[arg-type]
     assert fmt._time(Bucket({}), b"createdat", "x") is None  # type: ignore[arg-type]
+
+
+def test_mounts_found_under_a_relocated_root(tmp_path: Path) -> None:
+    """/var/lib/containerd -> /data/containerd: mountinfo names the real path."""
+    from crilink.stores.containerd_disk import read_mountinfo  # noqa: PLC0415
+
+    real = tmp_path / "data" / "containerd"
+    real.mkdir(parents=True)
+    link = tmp_path / "containerd"
+    link.symlink_to(real)
+    text = (f"36 35 0:44 /x {real}/tmpmounts/m\\040one rw - overlay overlay rw\n"
+            f"37 35 0:45 / /elsewhere rw - tmpfs tmpfs rw\n")
+    (m,) = read_mountinfo(link, text)
+    assert m.path == "tmpmounts/m one" and m.fstype == "overlay"

@@ -57,18 +57,18 @@ def gc_cstorage(req: GcRequest) -> int:
     if not req.yes and sys.stdin.isatty():
         click.confirm("apply this plan?", abort=True)
     journal = default_journal_path("gc", req.journal_dir)
-    result, notes = gc.apply_gc(plan, journal)
+    result, notes, podman_failed = gc.apply_gc(plan, journal)
     if req.output == "json":
         doc.update(applied=True, journal=str(journal), notes=list(notes),
                    bytes_freed=result.bytes_freed,
                    results=[{"kind": o.action.kind, "path": o.action.path,
                              "status": str(o.status)} for o in result.outcomes])
         print_json(doc, sys.stdout)
-        return 0 if result.ok else 5
+        return result.exit_code(podman_failed)
     err = stderr_console()
     for o in result.outcomes:
         err.print(f"{o.status:<8} {o.action.kind} {o.action.path}", markup=False)
     for note in notes:
         err.print(note, markup=False)
     err.print(f"journal: {journal}; {result.bytes_freed:,} bytes freed", markup=False)
-    return 0 if result.ok else 5
+    return result.exit_code(podman_failed)

@@ -17,7 +17,15 @@ from collections.abc import Callable
 
 from crilink.errors import UnsafeTargetError
 from crilink.fix.actions import Action, ActionKind, State, StateType
-from crilink.fix.ops import Root, dir_bytes, observe, open_parent, purge_tree, rename_noreplace
+from crilink.fix.ops import (
+    Root,
+    dir_bytes,
+    mounts_below,
+    observe,
+    open_parent,
+    purge_tree,
+    rename_noreplace,
+)
 
 __all__ = ["STEPS", "run_step"]
 
@@ -165,6 +173,10 @@ def _move_dir(root: Root, action: Action, before: State, after: State, tmp: str)
     with open_parent(root, action.path) as (sfd, sname), \
             open_parent(root, action.dest) as (dfd, dname):
         _expect(sfd, sname, before, action.path)
+        points = mounts_below(sfd, sname) if before.type == StateType.DIR else []
+        if points:  # moved into quarantine, it would be purged across the mount
+            raise UnsafeTargetError(f"{action.path}: a mount lies under it ({points[0]}); "
+                                    "umount it first: not moved")
         try:
             rename_noreplace(sfd, sname, dfd, dname)
         except FileExistsError as err:

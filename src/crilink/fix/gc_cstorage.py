@@ -21,6 +21,7 @@ knows is dropped); crilink refuses while an engine holds the store's locks.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Sequence
@@ -78,7 +79,12 @@ class GcPlan:
 def podman_argv(store: CStorageStore, *args: str) -> tuple[str, ...]:
     """``podman --root ROOT --runroot RUNROOT ARGS``; the runroot from storage.conf."""
     conf = load_storage_conf()
-    return (PODMAN, "--root", str(store.root), "--runroot", conf.run_root,
+    run_root = conf.run_root
+    if os.path.realpath(conf.graph_root) != os.path.realpath(store.root):
+        # not the host's configured store: its runroot (locks, mount state) is not the
+        # host's either; a private one, short (podman's socket paths must stay short)
+        run_root = "/run/crilink-" + hashlib.sha256(os.fsencode(store.root)).hexdigest()[:12]
+    return (PODMAN, "--root", str(store.root), "--runroot", run_root,
             "--storage-driver", "overlay", *args)
 
 
@@ -135,19 +141,21 @@ def _still_true(plan: GcPlan) -> list[GcItem]:
             if not (i.how is GcHow.CRILINK and i.finding.id in known)]
 
 
-def apply_gc(plan: GcPlan, journal: str | os.PathLike[str]) -> tuple[ApplyResult, list[str]]:
+def apply_gc(plan: GcPlan, journal: str | os.PathLike[str]
+             ) -> tuple[ApplyResult, list[str], bool]:
     """Carry out the crilink items (journaled) and podman's cleanup command once. Returns
-    the apply result and one line per podman run. Raises RuntimeBusyError while an engine
-    holds the store's lock files."""
+    the apply result, one line per podman run, and whether a podman run failed. Raises
+    RuntimeBusyError while an engine holds the store's lock files."""
     ensure_stopped(plan.store, "remove orphan layer dirs")
     items = _still_true(plan)
     actions: Sequence[A.Action] = [a for i in items if i.how is GcHow.CRILINK for a in i.actions]
     if actions:
         ensure_not_linked(plan.store.root, OVERLAY_DIR, "gc")
     result = apply_plan(str(plan.store.root), actions, journal, "gc-cstorage")
-    notes = []
+    notes, failed = [], False
     for argv in dict.fromkeys(i.command for i in items if i.how is GcHow.PODMAN):
         proc = subprocess.run(argv, capture_output=True, text=True, check=False,
                               timeout=PODMAN_TIMEOUT)
+        failed = failed or proc.returncode != 0
         notes.append(f"{' '.join(argv)}: exit {proc.returncode} {proc.stderr.strip()[-300:]}")
-    return result, notes
+    return result, notes, failed

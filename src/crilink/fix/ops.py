@@ -28,6 +28,7 @@ from typing import Any
 
 from crilink.errors import InputError, JournalError, UnsafeTargetError
 from crilink.fix.actions import ABSENT, MAX_FILE_BYTES, State, StateType, check_in_root_path
+from crilink.formats.mountinfo import mount_points
 
 __all__ = [
     "MissingParentError",
@@ -191,8 +192,31 @@ def dir_bytes(dir_fd: int, name: str) -> int:
     return total
 
 
+def mounts_below(dir_fd: int, name: str) -> list[str]:
+    """Mount points at or below the directory ``name`` (opened without following a link):
+    a leftover bind mount in a leaked snapshot dir would make a tree removal delete what the
+    mount shows, somewhere else entirely. Judged from this process's mountinfo."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 dir_fd=dir_fd)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")  # noqa: PTH115 - the kernel names an open fd
+    finally:
+        os.close(fd)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            points = mount_points(f.read())
+    except OSError:
+        return []
+    return [p for p in points if p == real or p.startswith(real.rstrip("/") + "/")]
+
+
 def purge_tree(dir_fd: int, name: str) -> None:
-    """Delete the tree ``name`` fd-relatively (symlinks inside are removed, never followed)."""
+    """Delete the tree ``name`` fd-relatively (symlinks inside are removed, never followed).
+    Refuses (``UnsafeTargetError``) when a mount lies below it: the removal would cross it."""
+    points = mounts_below(dir_fd, name)
+    if points:
+        raise UnsafeTargetError(f"a mount lies under it ({points[0]}); umount it first: "
+                                "nothing removed")
     shutil.rmtree(name, dir_fd=dir_fd)
 
 

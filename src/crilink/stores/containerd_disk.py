@@ -179,7 +179,8 @@ def read_mountinfo(root: Path, text: str | None = None) -> list[MountEntry]:
             text = Path(MOUNTINFO).read_text(encoding="utf-8", errors="surrogateescape")
         except OSError:
             return []
-    prefix = str(root).rstrip("/")
+    prefix = os.path.realpath(root).rstrip("/")  # mountinfo names real paths: a relocated
+    # root (/var/lib/containerd -> /data/containerd) is matched by where it really is
     out = []
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
