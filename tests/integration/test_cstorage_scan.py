@@ -66,6 +66,28 @@ def test_clean_store_is_clean_and_detected(store: Callable[[str], Path]) -> None
     assert result.stats["layers"] == 9 and result.stats["short_links"] == 9
 
 
+def test_volatile_records_are_records(store: Callable[[str], Path], tmp_path: Path) -> None:
+    """A ``podman run --rm`` container's records live in the volatile files: its layer is
+    neither an orphan nor reclaimable, and gc leaves it alone."""
+    root = store("clean")
+    ctrs = json.loads((root / "overlay-containers/containers.json").read_text())
+    layers = json.loads((root / "overlay-layers/layers.json").read_text())
+    moved = ctrs[0]
+    (lrec,) = [x for x in layers if x["id"] == moved["layer"]]
+    for rel, keep, volatile in (("overlay-containers/%s.json", ctrs[1:], [moved]),
+                                ("overlay-layers/%s.json", [x for x in layers if x is not lrec],
+                                 [lrec])):
+        base = "containers" if "containers" in rel else "layers"
+        (root / (rel % base)).write_text(json.dumps(keep))
+        (root / (rel % f"volatile-{base}")).write_text(json.dumps(volatile))
+    assert scan(root) == []
+    proc = subprocess.run([sys.executable, "-m", "crilink.cli.main", "gc", str(root), "--apply",
+                           "--yes", "--journal-dir", str(tmp_path / "j")],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "overlay" / moved["layer"] / "diff").is_dir()
+
+
 def test_incomplete_layer_from_sigkilled_load(store: Callable[[str], Path]) -> None:
     root = store("incomplete-layer")
     layers = json.loads((root / "overlay-layers/layers.json").read_text())

@@ -30,6 +30,8 @@ __all__ = [
     "LAYERS_JSON",
     "LOCK_FILES",
     "OVERLAY_DIR",
+    "VOLATILE_CONTAINERS_JSON",
+    "VOLATILE_LAYERS_JSON",
     "Container",
     "Image",
     "Layer",
@@ -47,6 +49,10 @@ __all__ = [
 LAYERS_JSON = "overlay-layers/layers.json"
 IMAGES_JSON = "overlay-images/images.json"
 CONTAINERS_JSON = "overlay-containers/containers.json"
+# records of volatile layers and containers (``podman run --rm``, ``--volatile``) are kept
+# apart, in these files beside the others; they are records all the same
+VOLATILE_LAYERS_JSON = "overlay-layers/volatile-layers.json"
+VOLATILE_CONTAINERS_JSON = "overlay-containers/volatile-containers.json"
 OVERLAY_DIR = "overlay"
 CHAIN_LIMIT = 500  # containers/storage drivers/overlay: maxDepth (lowers per layer)
 # lock files containers-storage takes (fcntl record locks) while it changes the store

@@ -14,9 +14,10 @@ malformed JSON raises CorruptInputError naming the file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from crilink.errors import InputError
 from crilink.formats.cstorage import (
@@ -26,6 +27,8 @@ from crilink.formats.cstorage import (
     IMAGES_JSON,
     LAYERS_JSON,
     LOCK_FILES,
+    VOLATILE_CONTAINERS_JSON,
+    VOLATILE_LAYERS_JSON,
     Container,
     Image,
     Layer,
@@ -158,6 +161,19 @@ def _read_json(root: Path, rel: str) -> bytes | None:
     return read_regular(path, str(path))
 
 
+_R = TypeVar("_R", Layer, Container)
+
+
+def _union(groups: Iterable[Sequence[_R]]) -> tuple[_R, ...]:
+    """Records of several files (the regular and the volatile one), each id once (the first
+    file's record wins, as containers-storage loads them in that order)."""
+    out: dict[str, _R] = {}
+    for records in groups:
+        for r in records:
+            out.setdefault(r.id, r)
+    return tuple(out.values())
+
+
 @dataclass(frozen=True, slots=True)
 class CStorageStore:
     """An opened graph root: its records, as the JSON files hold them right now."""
@@ -184,11 +200,14 @@ class CStorageStore:
             raise InputError(f"open {path}: not a containers-storage graph root "
                              "(no overlay-layers/ or overlay-images/)")
         layers_raw = _read_json(path, LAYERS_JSON)
-        return cls(path, parse_layers(layers_raw or b"", str(path / LAYERS_JSON)),
+        layers = _union(parse_layers(raw or b"", str(path / rel)) for rel, raw in (
+            (LAYERS_JSON, layers_raw),
+            (VOLATILE_LAYERS_JSON, _read_json(path, VOLATILE_LAYERS_JSON))))
+        containers = _union(parse_containers(_read_json(path, rel) or b"", str(path / rel))
+                            for rel in (CONTAINERS_JSON, VOLATILE_CONTAINERS_JSON))
+        return cls(path, layers,
                    parse_images(_read_json(path, IMAGES_JSON) or b"", str(path / IMAGES_JSON)),
-                   parse_containers(_read_json(path, CONTAINERS_JSON) or b"",
-                                    str(path / CONTAINERS_JSON)),
-                   layers_raw is not None)
+                   containers, layers_raw is not None)
 
     def lock_holders(self) -> list[LockHolder]:
         return find_lock_holders(self.root)
