@@ -172,3 +172,15 @@ def test_pid_scan_sees_the_containers_own_root(running_container: int) -> None:
     # the container's /proc and /sys are never walked
     assert doc["summary"]["stats"]["skipped_mounts"] >= 2
     assert not [f for f in doc["findings"] if f["path"].startswith(("/proc/", "/sys/"))]
+
+
+def test_closed_or_full_stdout_is_not_an_internal_error(real_fixtures: Path) -> None:
+    root = str(real_fixtures / "rootfs/busybox")
+    closed = subprocess.run(f"{sys.executable} -m crilink.cli.main scan {root} -o json >&-",
+                            shell=True, capture_output=True, text=True, check=False, timeout=120)
+    assert closed.returncode == 1, closed.stderr  # the findings still set the exit code
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "crilink.cli.main", "scan", root, "-o",
+                               "json"], stdout=full, stderr=subprocess.PIPE, text=True,
+                              check=False, timeout=120)
+    assert proc.returncode == 2 and "cannot write the output" in proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -66,6 +67,8 @@ def _one_line(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map every error to an exit code and a one-line message."""
+    if sys.stdout is None:  # started with stdout closed (>&-): the exit code still counts
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
         rv = cli.main(args=argv, prog_name="crilink", standalone_mode=False)
     except CrilinkError as err:
@@ -85,7 +88,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    except OSError as err:  # an input the commands did not expect to be unreadable
+    except OSError as err:
+        if err.filename is None and err.errno in (errno.ENOSPC, errno.EBADF, errno.EDQUOT):
+            click.echo(f"crilink: cannot write the output: {err.strerror}", err=True)
+            sys.exit(2)
+        # an input the commands did not expect to be unreadable
         what = f" {os.fsdecode(err.filename)}" if err.filename is not None else ""
         click.echo(f"crilink: cannot read{what}: {err.strerror or err}"
                    f"{denied_hint() if isinstance(err, PermissionError) else ''}", err=True)
