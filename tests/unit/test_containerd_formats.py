@@ -108,3 +108,15 @@ def test_mounts_found_under_a_relocated_root(tmp_path: Path) -> None:
             f"37 35 0:45 / /elsewhere rw - tmpfs tmpfs rw\n")
     (m,) = read_mountinfo(link, text)
     assert m.path == "tmpmounts/m one" and m.fstype == "overlay"
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ("2026-12-04T20:00:21Z", True), ("2026-12-04t20:00:21.5+02:00", True),
+    ("2026-12-04T20:00:21.123456789Z", True),
+    ("20200101T000000Z", False), ("2020-01-01", False), ("2020-01-01T00:00:00", False),
+    ("2020-01-01 00:00:00Z", False), ("yesterday", False)])
+def test_lease_expiry_parses_as_go_rfc3339_does(text: str, ok: bool) -> None:
+    """containerd ignores a gc.expire label Go cannot parse: the lease then never expires."""
+    from crilink.stores.containerd_model import parse_rfc3339  # noqa: PLC0415
+
+    assert (parse_rfc3339(text) is not None) is ok

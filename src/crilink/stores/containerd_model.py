@@ -15,6 +15,7 @@ Strings are ``os.fsdecode`` of the stored bytes (surrogateescape): any byte stri
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,8 +71,16 @@ _KIND_BYTES = {1: SnapshotKind.VIEW, 2: SnapshotKind.ACTIVE, 3: SnapshotKind.COM
 Labels = Mapping[str, str]
 
 
+# what Go's time.Parse(time.RFC3339, ...) accepts; Python's fromisoformat takes more
+# (``20200101T000000Z``), and a label containerd cannot parse is a lease it keeps for ever
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
 def parse_rfc3339(text: str) -> datetime | None:
-    """An RFC 3339 time (``2026-12-04T20:00:21Z``), or None when it does not parse."""
+    """An RFC 3339 time (``2026-12-04T20:00:21Z``), or None when it does not parse as Go's
+    ``time.RFC3339`` layout would (containerd then ignores the label: no expiry)."""
+    if _RFC3339.fullmatch(text) is None:
+        return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
