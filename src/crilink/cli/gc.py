@@ -129,7 +129,8 @@ def gc_containerd(req: GcRequest) -> int:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         journal = str(default_journal_path("gc", req.journal_dir))
         results = gc.apply_stopped(plan, req.now, journal, stamp, req.keep_quarantine)
-        _say_journal(journal, req.keep_quarantine, plan.root, stamp)
+        moved = any(r.status == "done" for r in results)
+        _say_journal(journal, req.keep_quarantine and moved, plan.root, stamp)
     if req.output == "json":
         doc.update(applied=True, journal=journal, results=[
             {"kind": r.item.kind, "path": r.item.path, "key": r.item.key,
