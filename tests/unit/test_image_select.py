@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import pytest
 
 from crilink.errors import CorruptInputError, InputError, UsageError
-from crilink.formats.imageselect import parse_platform, ref_matches, select_image
+from crilink.formats.imageselect import (
+    normalize_name,
+    parse_platform,
+    ref_matches,
+    select_image,
+)
 from crilink.formats.oci import (
     Descriptor,
     Platform,
@@ -84,8 +90,47 @@ def test_ref_by_full_name_or_tag() -> None:
                                  "org.opencontainers.image.ref.name": "v2"}}, "d")
     assert ref_matches(desc, "v2")
     assert ref_matches(desc, "docker.io/x/y:v2")
-    assert ref_matches(desc, "localhost:5000/other:v2")  # by its tag
+    assert ref_matches(desc, "x/y:v2")  # normalised: docker.io is the default registry
+    assert not ref_matches(desc, "localhost:5000/other:v2")  # a repository is never a tag
     assert not ref_matches(desc, "v3")
+
+
+def test_normalize_name() -> None:
+    for short in ("busybox", "busybox:latest", "docker.io/busybox", "index.docker.io/busybox"):
+        assert normalize_name(short) == "docker.io/library/busybox:latest"
+    assert normalize_name("localhost:5000/a") == "localhost:5000/a:latest"
+    assert normalize_name("quay.io/x/y@sha256:ab") == "quay.io/x/y@sha256:ab"
+
+
+def docker_named(desc: dict[str, Any], full: str) -> dict[str, Any]:
+    """As docker save (>= 25) and ctr export annotate: a bare tag and the full name."""
+    return {**desc, "annotations": {"org.opencontainers.image.ref.name": "latest",
+                                    "io.containerd.image.name": full}}
+
+
+def test_ref_naming_another_repository_is_refused_even_for_a_lone_image() -> None:
+    b = Blobs()
+    busybox = docker_named(b.image("amd64"), "docker.io/library/busybox:latest")
+    idx = parse_index(index(busybox))
+    for ref in ("alpine:latest", "docker.io/library/alpine:latest"):
+        with pytest.raises(InputError, match=re.escape(
+                f"no image '{ref}'; available: docker.io/library/busybox:latest")):
+            select_image(idx, b.load, "L", ref=ref)
+    for ref in ("busybox", "busybox:latest", "latest"):
+        assert select_image(idx, b.load, "L", ref=ref).descriptor.digest == busybox["digest"]
+
+
+def test_full_name_picks_among_images_sharing_a_tag() -> None:
+    b = Blobs()
+    busybox = docker_named(b.image("amd64"), "docker.io/library/busybox:latest")
+    alpine = docker_named(b.image("arm64"), "docker.io/library/alpine:latest")
+    idx = parse_index(index(busybox, alpine))
+    for ref in ("alpine:latest", "alpine", "docker.io/library/alpine:latest"):
+        assert select_image(idx, b.load, "L", ref=ref).descriptor.digest == alpine["digest"]
+    with pytest.raises(InputError, match=re.escape(
+            "several images 'latest'; choose one with --ref: docker.io/library/alpine:latest, "
+            "docker.io/library/busybox:latest")):
+        select_image(idx, b.load, "L", ref="latest")
 
 
 def test_nested_multi_platform_index_picks_platform() -> None:
