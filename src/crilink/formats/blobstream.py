@@ -3,7 +3,8 @@
 A :class:`LayerStream` reads a blob (a bounded binary stream), detects gzip, zstd or plain
 tar from its first bytes (never from the media type alone), and hands out the decompressed
 bytes. While it reads it hashes both the blob as stored (the OCI descriptor digest) and the
-decompressed bytes (the config's ``diff_id``). :meth:`LayerStream.drain` reads the rest so
+decompressed bytes (the config's ``diff_id``), each with its own algorithm (a layout may store
+blobs under sha512 while its diff_ids stay sha256). :meth:`LayerStream.drain` reads the rest so
 that both digests cover every byte.
 
 Limits: with ``limit`` (the size its descriptor gives) no more than ``limit`` bytes of the
@@ -210,12 +211,13 @@ class LayerStream:
     """Decompressed bytes of one layer blob, with both digests computed as it goes."""
 
     def __init__(self, raw: _Readable, algorithm: str = "sha256",
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, diff_algorithm: str | None = None) -> None:
         self._raw = raw
         self._limit = limit
         self.algorithm = algorithm
+        self.diff_algorithm = diff_algorithm or algorithm  # a diff_id names its own
         self._blob_hash = hashlib.new(algorithm)
-        self._diff_hash = hashlib.new(algorithm)
+        self._diff_hash = hashlib.new(self.diff_algorithm)
         self.raw_bytes = 0
         self.size = 0  # decompressed bytes handed out so far
         head = self._read_raw(SNIFF_BYTES)
@@ -304,4 +306,4 @@ class LayerStream:
         return f"{self.algorithm}:{self._blob_hash.hexdigest()}"
 
     def diff_digest(self) -> str:
-        return f"{self.algorithm}:{self._diff_hash.hexdigest()}"
+        return f"{self.diff_algorithm}:{self._diff_hash.hexdigest()}"
