@@ -148,6 +148,29 @@ def test_nested_multi_platform_index_picks_platform() -> None:
         select_image(idx, b.load, "L", platform=Platform("linux", "s390x"))
 
 
+def test_explicit_platform_is_checked_for_a_lone_image() -> None:
+    b = Blobs()
+    arm6 = b.image("arm")
+    idx = parse_index(index(plat(arm6, "arm", "v6")))
+    for want in (Platform("linux", "s390x"), Platform("linux", "arm", "v7")):
+        with pytest.raises(InputError, match=f"no image for platform {want}; available: "
+                                             "linux/arm/v6"):
+            select_image(idx, b.load, "L", platform=want)
+    # as with several images: [v6, v5] refuses v7 too
+    two = parse_index(index(plat(arm6, "arm", "v6"), plat(b.image("arm"), "arm", "v5")))
+    with pytest.raises(InputError, match="no image for platform linux/arm/v7"):
+        select_image(two, b.load, "L", platform=Platform("linux", "arm", "v7"))
+    for want in (Platform("linux", "arm", "v6"), Platform("linux", "arm")):
+        assert select_image(idx, b.load, "L", platform=want).descriptor.digest == arm6["digest"]
+    # without --platform a lone image is scanned whatever its platform
+    assert select_image(idx, b.load, "L").descriptor.digest == arm6["digest"]
+    # a descriptor without platform: the config's is checked
+    bare = parse_index(index(b.image("arm64")))
+    with pytest.raises(InputError, match="no image for platform linux/amd64; available: "
+                                         "linux/arm64"):
+        select_image(bare, b.load, "L", platform=Platform("linux", "amd64"))
+
+
 def test_parse_platform() -> None:
     assert parse_platform("linux/arm64/v8") == Platform("linux", "arm64", "v8")
     with pytest.raises(UsageError):

@@ -32,8 +32,9 @@ from crilink.formats.oci import (
     parse_manifest,
 )
 
-__all__ = ["HOST_ARCH", "Selected", "host_platform", "is_bare_tag", "normalize_name",
-           "parse_platform", "ref_matches", "ref_matches_name", "select_image", "tag_of"]
+__all__ = ["HOST_ARCH", "Selected", "check_platform", "host_platform", "is_bare_tag",
+           "normalize_name", "parse_platform", "ref_matches", "ref_matches_name",
+           "select_image", "tag_of"]
 
 Loader = Callable[[Descriptor], bytes]
 
@@ -146,9 +147,12 @@ def _pick_platform(cands: Sequence[Descriptor], want: Platform, what: str) -> De
                      f"{', '.join(have) or 'none'} (choose one with --platform)")
 
 
-def _choose(cands: Sequence[Descriptor], want: Platform, what: str) -> Descriptor:
+def _choose(cands: Sequence[Descriptor], want: Platform, what: str,
+            explicit: bool) -> Descriptor:
+    """One of ``cands``; a lone image is taken as it is unless ``--platform`` was given and
+    its descriptor names another platform."""
     unique = list({d.digest: d for d in cands}.values())
-    if len(unique) == 1:
+    if len(unique) == 1 and not (explicit and unique[0].platform is not None):
         return unique[0]
     if unique and all(d.platform is not None for d in unique):
         return _pick_platform(unique, want, what)
@@ -165,10 +169,22 @@ def _refuse_ambiguous(cands: Sequence[Descriptor], ref: str, what: str) -> None:
                          f"{', '.join(labels)}")
 
 
+def check_platform(have: Platform | None, want: Platform | None, what: str) -> None:
+    """InputError when an explicit ``--platform`` (``want``) does not fit the platform an
+    image's config states (nothing is checked when either is unknown)."""
+    if want is None or have is None or not (have.os and have.architecture):
+        return
+    if not _platform_fits(have, want):
+        raise InputError(f"{what}: no image for platform {want}; available: {have} "
+                         "(choose it with --platform)")
+
+
 def select_image(index: Index, load: Loader, what: str, ref: str | None = None,
                  platform: Platform | None = None) -> Selected:
-    """The one image of ``index`` that ``ref`` and ``platform`` (default: host) name."""
-    want = platform or host_platform()
+    """The one image of ``index`` that ``ref`` and ``platform`` name. Without ``platform``
+    the host's is preferred among several, and a lone image is taken whatever its platform;
+    with it, an image of another platform is an error naming the platforms there."""
+    want, explicit = platform or host_platform(), platform is not None
     cands = list(index.manifests)
     if not cands:
         raise InputError(f"{what}: the index lists no image")
@@ -178,16 +194,18 @@ def select_image(index: Index, load: Loader, what: str, ref: str | None = None,
             labels = sorted({_label(d) for d in index.manifests})
             raise InputError(f"{what}: no image {ref!r}; available: {', '.join(labels)}")
         _refuse_ambiguous(cands, ref, what)
-    desc = _choose(cands, want, what)
+    desc = _choose(cands, want, what, explicit)
     for _ in range(MAX_NESTING):
         if not is_index(desc):
-            return _load_image(desc, load)
+            chosen = _load_image(desc, load)
+            check_platform(chosen.config.platform, platform, what)
+            return chosen
         nested = parse_index(load(desc), f"index {desc.digest}")
         inner = [d for d in nested.manifests
                  if d.platform is None or d.platform.os != UNKNOWN]
         if not inner:
             raise InputError(f"{what}: index {desc.digest} lists no image")
-        desc = _choose(inner, want, what)
+        desc = _choose(inner, want, what, explicit)
     raise CorruptInputError(f"{what}: indexes nested more than {MAX_NESTING} deep")
 
 

@@ -23,6 +23,7 @@ from crilink.formats.archive import (
 )
 from crilink.formats.imageselect import (
     Selected,
+    check_platform,
     parse_platform,
     ref_matches_name,
     select_image,
@@ -80,7 +81,7 @@ def open_image(target: str, ref: str | None = None, platform: str | None = None)
     try:
         if kind is TargetKind.DOCKER_ARCHIVE:
             assert isinstance(source, ArchiveSource)  # for mypy: only archives are docker
-            return _docker_plan(source, target, ref)
+            return _docker_plan(source, target, ref, platform)
         return _oci_plan(source, kind, target, ref, platform)
     except BaseException:
         source.close()
@@ -160,12 +161,14 @@ def _pick_docker(images: tuple[DockerImage, ...], target: str, ref: str | None) 
     return fits[0]
 
 
-def _docker_plan(source: ArchiveSource, target: str, ref: str | None) -> ImagePlan:
+def _docker_plan(source: ArchiveSource, target: str, ref: str | None,
+                 platform: str | None) -> ImagePlan:
     what = f"{target} {DOCKER_MANIFEST}"
     image = _pick_docker(parse_docker_manifest(source.read_small(DOCKER_MANIFEST, what), what),
                          target, ref)
     config = parse_config(source.read_small(image.config, f"config {image.config}"),
                           f"config {image.config}")
+    check_platform(config.platform, parse_platform(platform) if platform else None, target)
     if len(config.diff_ids) != len(image.layers):
         raise CorruptInputError(f"read {what}: {len(image.layers)} layers but the config "
                                 f"lists {len(config.diff_ids)} diff_ids")
