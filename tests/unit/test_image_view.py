@@ -102,6 +102,17 @@ def test_entry_under_a_lower_symlinked_dir_lands_in_its_target() -> None:
     assert node is not None and node.type is NodeType.SYMLINK
 
 
+def test_whiteout_is_never_resolved_through_a_symlink() -> None:
+    v = ImageView()
+    v.apply_layer("L1", [e("x/", D), e("x/f", S, "/gone"), e("x/g"), e("d", S, "/x"),
+                         e("l", S, "x")])
+    # d becomes a real dir in the same layer as d/.wh.f; l/.wh.g goes through a kept symlink
+    v.apply_layer("L2", [e("d/", D), e("d/.wh.f"), e("l/.wh.g"), e("l/.wh..wh..opq")])
+    assert paths(v) == {"/x", "/x/f", "/x/g", "/d", "/l"}
+    d = v.vfs.get("/d")
+    assert d is not None and d.type is NodeType.DIR
+
+
 def test_file_replaced_by_dir_and_back() -> None:
     v = ImageView()
     v.apply_layer("L1", [e("a"), e("d/", D), e("d/child")])

@@ -14,6 +14,14 @@ Rules, as containerd's and podman's appliers behave:
   a whiteout of ``..``, ``.`` or the empty name (``.wh...``, ``.wh..``, ``.wh.``) names no
   file of its directory: it is an ``unsafe_entry`` issue (``bad_whiteout_name``), never
   applied to the directory or its parent;
+- a whiteout's path is looked up lexically in the lower view, never through a symlink: when
+  an ancestor is a symlink (or missing, or not a directory) it hides nothing. This is what
+  overlayfs (the default snapshotter of containerd and podman) does: the layer's whiteout
+  sits in its own upper tree, and a lower path below a symlink is no lower entry at that
+  path. (containerd's naive applier resolves the parent in-root and would delete through
+  the link; that deletes a file of another directory, which no overlay mount shows.) So a
+  layer that turns symlink ``d`` into a directory and whites out ``d/f`` leaves the
+  symlink's target untouched;
 - a hard link is tied to its target as the stack stands at that entry: a missing (or
   whited-out) target is ``hardlink_missing_target`` and the entry is not applied; a target
   last written by a lower layer is ``hardlink_cross_layer`` (its size is stored again).
@@ -172,8 +180,19 @@ class ImageView:
         else:
             others.append((path, entry))
 
+    def _lexical(self, path: str) -> str | None:
+        """``path`` when each of its ancestors in the view is a directory, no link followed;
+        else None (a path under a symlink names nothing in the lower layers)."""
+        parent = _split(path)[0] if path != "/" else "/"
+        while parent != "/":
+            node = self.vfs.lstat(parent)
+            if node is None or node.type is not NodeType.DIR:
+                return None
+            parent = _split(parent)[0]
+        return path
+
     def _apply_whiteout(self, layer: str, wh: _Whiteout) -> None:
-        real = self._locate(wh.path, create=False)
+        real = self._lexical(wh.path)
         if real is None:
             return
         if wh.opaque:
