@@ -267,7 +267,8 @@ def test_lone_zero_block_followed_by_members_is_malformed() -> None:
     assert [e[0] for e in entries] == ["seen"]
     assert reader.problem is not None
     assert reader.problem.reason is MalformedReason.LONE_ZERO_BLOCK
-    assert reader.problem.offset == 1024 + 512 * 2
+    assert reader.problem.offset == 1024  # the zero block's, as its message says
+    assert "at offset 1024 " in reader.problem.message
 
 
 @pytest.mark.parametrize("tail", [bytes(512), bytes(512 * 20), bytes(512 + 100), b""])
