@@ -69,7 +69,7 @@ def test_hardlink_same_layer_cross_layer_and_missing() -> None:
         (IssueKind.HARDLINK_CROSS_LAYER, "/abs", "", 100, "L1"),
         (IssueKind.HARDLINK_MISSING_TARGET, "/to-gone", "whited_out", None, None),
         (IssueKind.HARDLINK_MISSING_TARGET, "/to-none", "absent", None, None),
-        (IssueKind.HARDLINK_MISSING_TARGET, "/to-dir", "directory", None, None),
+        (IssueKind.HARDLINK_MISSING_TARGET, "/to-dir", "target_is_directory", None, None),
     ]
     rel, lower = v.vfs.get("/rel"), v.vfs.get("/usr/lib/x.so")
     assert rel is not None and lower is not None and rel.ino == lower.ino

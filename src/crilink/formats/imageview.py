@@ -23,7 +23,8 @@ Rules, as containerd's and podman's appliers behave:
   layer that turns symlink ``d`` into a directory and whites out ``d/f`` leaves the
   symlink's target untouched;
 - a hard link is tied to its target as the stack stands at that entry: a missing (or
-  whited-out) target is ``hardlink_missing_target`` and the entry is not applied; a target
+  whited-out) target is ``hardlink_missing_target`` and the entry is not applied (as is a
+  target that is a directory: reason ``target_is_directory``); a target
   last written by a lower layer is ``hardlink_cross_layer`` (its size is stored again).
   An absolute hard-link target is root-relative; one that climbs out is ``unsafe_entry``.
 """
@@ -39,13 +40,14 @@ from crilink.pathres.base import NodeType, ResolveError
 from crilink.pathres.memvfs import MemoryVFS
 from crilink.pathres.resolve import resolve_in_root
 
-__all__ = ["BAD_WHITEOUT", "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX", "ImageView", "IssueKind",
-           "MergeIssue", "clean_name"]
+__all__ = ["BAD_WHITEOUT", "TARGET_IS_DIRECTORY", "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX",
+           "ImageView", "IssueKind", "MergeIssue", "clean_name"]
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 BAD_WHITEOUT = "bad_whiteout_name"  # reason: a whiteout of "..", "." or the empty name
+TARGET_IS_DIRECTORY = "target_is_directory"  # reason: a hard link names a directory
 _DOT_NAMES = frozenset({"", ".", ".."})
 _NODE_TYPES = {EntryType.FILE: NodeType.FILE, EntryType.DIR: NodeType.DIR,
                EntryType.SYMLINK: NodeType.SYMLINK, EntryType.OTHER: NodeType.OTHER}
@@ -226,7 +228,7 @@ class ImageView:
         real_target = self._locate(target, create=False)
         node = self.vfs.get(real_target) if real_target is not None else None
         if real_target is None or node is None or node.type is NodeType.DIR:
-            reason = "directory" if node is not None else self._missing_reason(target)
+            reason = TARGET_IS_DIRECTORY if node is not None else self._missing_reason(target)
             return MergeIssue(IssueKind.HARDLINK_MISSING_TARGET, path, layer, reason,
                               link=entry.linkname)
         real = self._locate(path, create=True)
