@@ -84,6 +84,31 @@ def test_skopeo_shape_symlinked_layer_and_several_images(tmp_path: Path) -> None
         open_image(str(path), ref="v3")
 
 
+def test_untagged_images_are_chosen_by_image_id_or_config_name(tmp_path: Path) -> None:
+    members: dict[str, bytes | tuple[bytes, str]] = {}
+    entries, ids = [], []
+    for name in ("a", "b", "c"):
+        layer = layer_tar(name)
+        cfg = config_for(layer)
+        image_id = sha(cfg).split(":")[1]
+        members[f"{name}/layer.tar"], members[f"{image_id}.json"] = layer, cfg
+        entries.append({"Config": f"{image_id}.json", "Layers": [f"{name}/layer.tar"],
+                        "RepoTags": ["r/c:v1"] if name == "c" else None})
+        ids.append(image_id)
+    members["manifest.json"] = json.dumps(entries).encode()
+    path = write_tar(tmp_path / "ids.tar", members)
+    listed = ", ".join(sorted([ids[0][:12], ids[1][:12], "r/c:v1"]))
+    with pytest.raises(InputError, match=f"holds 3 images; choose one with --ref: {listed}"):
+        open_image(str(path))
+    for ref in (ids[1][:12], f"sha256:{ids[1]}", f"{ids[1]}.json", ids[1]):
+        assert open_image(str(path), ref=ref).layers[0].name == "b/layer.tar"
+    with pytest.raises(InputError, match="no image"):
+        open_image(str(path), ref=ids[1][:11])  # shorter than docker's short id
+    assert open_image(str(path), ref="docker.io/r/c:v1").layers[0].name == "c/layer.tar"
+    with pytest.raises(InputError, match="no image 'other/c:v1'"):
+        open_image(str(path), ref="other/c:v1")
+
+
 def test_docker_25_archive_is_read_as_oci(tmp_path: Path) -> None:
     one = layer_tar("a")
     cfg = config_for(one)

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,10 +61,12 @@ class Layout:
     """A one-layer gzip layout; sizes in descriptors can be overridden before ``write``."""
 
     def __init__(self, root: Path, layer_size: int | None = None,
-                 manifest_size: int | None = None) -> None:
-        self.root = root
+                 manifest_size: int | None = None, algorithm: str = "sha256",
+                 compress: Callable[[bytes], bytes] = lambda b: gzip.compress(b, mtime=0),
+                 ) -> None:
+        self.root, self.algorithm = root, algorithm
         tar = one_symlink_tar()
-        blob = gzip.compress(tar, mtime=0)
+        blob = compress(tar)
         self.layer = self.put(blob)
         config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [sha(tar)]}}).encode()
         manifest = json.dumps({"schemaVersion": 2, "config": {
@@ -78,13 +80,13 @@ class Layout:
         (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
 
     def put(self, data: bytes) -> str:
-        digest = sha(data)
+        digest = f"{self.algorithm}:{hashlib.new(self.algorithm, data).hexdigest()}"
         self.blob(digest).parent.mkdir(parents=True, exist_ok=True)
         self.blob(digest).write_bytes(data)
         return digest
 
     def blob(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
+        return self.root / "blobs" / self.algorithm / digest.split(":", 1)[1]
 
     def replace(self, digest: str, how: str) -> None:
         path = self.blob(digest)
@@ -151,6 +153,13 @@ def test_layer_blob_longer_or_shorter_than_its_descriptor(tmp_path: Path) -> Non
     (tmp_path / "b").mkdir()
     Layout(tmp_path / "b", layer_size=MAX_SIZE)  # shorter: read whole, then said
     assert layer_reasons(tmp_path / "b") == ["size_mismatch"]
+
+
+def test_sha512_blobs_with_sha256_diff_ids_verify(tmp_path: Path) -> None:
+    """skopeo/umoci --digest sha512: blobs under sha512, diff_ids still sha256."""
+    layout = Layout(tmp_path, algorithm="sha512")
+    assert layout.layer.startswith("sha512:")
+    assert layer_reasons(tmp_path) == []
 
 
 def test_stream_reads_no_further_than_its_limit() -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import pytest
 
 from crilink.errors import CorruptInputError, InputError, UsageError
-from crilink.formats.imageselect import parse_platform, ref_matches, select_image
+from crilink.formats.imageselect import (
+    normalize_name,
+    parse_platform,
+    ref_matches,
+    select_image,
+)
 from crilink.formats.oci import (
     Descriptor,
     Platform,
@@ -84,8 +90,47 @@ def test_ref_by_full_name_or_tag() -> None:
                                  "org.opencontainers.image.ref.name": "v2"}}, "d")
     assert ref_matches(desc, "v2")
     assert ref_matches(desc, "docker.io/x/y:v2")
-    assert ref_matches(desc, "localhost:5000/other:v2")  # by its tag
+    assert ref_matches(desc, "x/y:v2")  # normalised: docker.io is the default registry
+    assert not ref_matches(desc, "localhost:5000/other:v2")  # a repository is never a tag
     assert not ref_matches(desc, "v3")
+
+
+def test_normalize_name() -> None:
+    for short in ("busybox", "busybox:latest", "docker.io/busybox", "index.docker.io/busybox"):
+        assert normalize_name(short) == "docker.io/library/busybox:latest"
+    assert normalize_name("localhost:5000/a") == "localhost:5000/a:latest"
+    assert normalize_name("quay.io/x/y@sha256:ab") == "quay.io/x/y@sha256:ab"
+
+
+def docker_named(desc: dict[str, Any], full: str) -> dict[str, Any]:
+    """As docker save (>= 25) and ctr export annotate: a bare tag and the full name."""
+    return {**desc, "annotations": {"org.opencontainers.image.ref.name": "latest",
+                                    "io.containerd.image.name": full}}
+
+
+def test_ref_naming_another_repository_is_refused_even_for_a_lone_image() -> None:
+    b = Blobs()
+    busybox = docker_named(b.image("amd64"), "docker.io/library/busybox:latest")
+    idx = parse_index(index(busybox))
+    for ref in ("alpine:latest", "docker.io/library/alpine:latest"):
+        with pytest.raises(InputError, match=re.escape(
+                f"no image '{ref}'; available: docker.io/library/busybox:latest")):
+            select_image(idx, b.load, "L", ref=ref)
+    for ref in ("busybox", "busybox:latest", "latest"):
+        assert select_image(idx, b.load, "L", ref=ref).descriptor.digest == busybox["digest"]
+
+
+def test_full_name_picks_among_images_sharing_a_tag() -> None:
+    b = Blobs()
+    busybox = docker_named(b.image("amd64"), "docker.io/library/busybox:latest")
+    alpine = docker_named(b.image("arm64"), "docker.io/library/alpine:latest")
+    idx = parse_index(index(busybox, alpine))
+    for ref in ("alpine:latest", "alpine", "docker.io/library/alpine:latest"):
+        assert select_image(idx, b.load, "L", ref=ref).descriptor.digest == alpine["digest"]
+    with pytest.raises(InputError, match=re.escape(
+            "several images 'latest'; choose one with --ref: docker.io/library/alpine:latest, "
+            "docker.io/library/busybox:latest")):
+        select_image(idx, b.load, "L", ref="latest")
 
 
 def test_nested_multi_platform_index_picks_platform() -> None:
@@ -101,6 +146,29 @@ def test_nested_multi_platform_index_picks_platform() -> None:
     with pytest.raises(InputError, match="no image for platform linux/s390x; available: "
                                          "linux/amd64, linux/arm/v7, linux/arm64/v8"):
         select_image(idx, b.load, "L", platform=Platform("linux", "s390x"))
+
+
+def test_explicit_platform_is_checked_for_a_lone_image() -> None:
+    b = Blobs()
+    arm6 = b.image("arm")
+    idx = parse_index(index(plat(arm6, "arm", "v6")))
+    for want in (Platform("linux", "s390x"), Platform("linux", "arm", "v7")):
+        with pytest.raises(InputError, match=f"no image for platform {want}; available: "
+                                             "linux/arm/v6"):
+            select_image(idx, b.load, "L", platform=want)
+    # as with several images: [v6, v5] refuses v7 too
+    two = parse_index(index(plat(arm6, "arm", "v6"), plat(b.image("arm"), "arm", "v5")))
+    with pytest.raises(InputError, match="no image for platform linux/arm/v7"):
+        select_image(two, b.load, "L", platform=Platform("linux", "arm", "v7"))
+    for want in (Platform("linux", "arm", "v6"), Platform("linux", "arm")):
+        assert select_image(idx, b.load, "L", platform=want).descriptor.digest == arm6["digest"]
+    # without --platform a lone image is scanned whatever its platform
+    assert select_image(idx, b.load, "L").descriptor.digest == arm6["digest"]
+    # a descriptor without platform: the config's is checked
+    bare = parse_index(index(b.image("arm64")))
+    with pytest.raises(InputError, match="no image for platform linux/amd64; available: "
+                                         "linux/arm64"):
+        select_image(bare, b.load, "L", platform=Platform("linux", "amd64"))
 
 
 def test_parse_platform() -> None:

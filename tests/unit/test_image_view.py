@@ -69,7 +69,7 @@ def test_hardlink_same_layer_cross_layer_and_missing() -> None:
         (IssueKind.HARDLINK_CROSS_LAYER, "/abs", "", 100, "L1"),
         (IssueKind.HARDLINK_MISSING_TARGET, "/to-gone", "whited_out", None, None),
         (IssueKind.HARDLINK_MISSING_TARGET, "/to-none", "absent", None, None),
-        (IssueKind.HARDLINK_MISSING_TARGET, "/to-dir", "directory", None, None),
+        (IssueKind.HARDLINK_MISSING_TARGET, "/to-dir", "target_is_directory", None, None),
     ]
     rel, lower = v.vfs.get("/rel"), v.vfs.get("/usr/lib/x.so")
     assert rel is not None and lower is not None and rel.ino == lower.ino
@@ -100,6 +100,17 @@ def test_entry_under_a_lower_symlinked_dir_lands_in_its_target() -> None:
     assert "/usr/lib/x.so" in paths(v)
     node = v.vfs.get("/lib")
     assert node is not None and node.type is NodeType.SYMLINK
+
+
+def test_whiteout_is_never_resolved_through_a_symlink() -> None:
+    v = ImageView()
+    v.apply_layer("L1", [e("x/", D), e("x/f", S, "/gone"), e("x/g"), e("d", S, "/x"),
+                         e("l", S, "x")])
+    # d becomes a real dir in the same layer as d/.wh.f; l/.wh.g goes through a kept symlink
+    v.apply_layer("L2", [e("d/", D), e("d/.wh.f"), e("l/.wh.g"), e("l/.wh..wh..opq")])
+    assert paths(v) == {"/x", "/x/f", "/x/g", "/d", "/l"}
+    d = v.vfs.get("/d")
+    assert d is not None and d.type is NodeType.DIR
 
 
 def test_file_replaced_by_dir_and_back() -> None:

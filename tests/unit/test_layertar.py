@@ -179,6 +179,40 @@ def test_truncated_compressed_stream(compress: Callable[[bytes], bytes]) -> None
         assert reader.problem.reason is MalformedReason.TRUNCATED
 
 
+def skippable(payload: bytes, magic: int = 0x184D2A50) -> bytes:
+    return magic.to_bytes(4, "little") + len(payload).to_bytes(4, "little") + payload
+
+
+@pytest.mark.parametrize("shape", ["trailing", "leading", "between", "every_magic"])
+def test_zstd_skippable_frames_are_passed_over(shape: str) -> None:
+    """zstd:chunked (containers-storage) ends a layer with a skippable frame holding its TOC;
+    skippable frames may stand anywhere a frame may begin, across the 1 KiB feeding steps."""
+    tar = make_tar([(info("a"), bytes(range(256)) * 40)])
+    z = zstandard.ZstdCompressor().compress
+    toc = skippable(b"T" * 3000)
+    blob = {"trailing": z(tar) + toc, "leading": skippable(b"h" * 1021) + z(tar),
+            "between": z(tar[:1500]) + toc + z(tar[1500:]) + toc,
+            "every_magic": b"".join(skippable(b"m" * i, 0x184D2A50 + i) for i in range(16))
+            + z(tar)}[shape]
+    stream = LayerStream(io.BytesIO(blob))
+    assert stream.compression is Compression.ZSTD
+    reader = TarReader(stream)
+    assert [e.name for e in reader] == ["a"] and reader.problem is None
+    stream.drain()
+    assert stream.diff_digest() == "sha256:" + hashlib.sha256(tar).hexdigest()
+
+
+@pytest.mark.parametrize("cut", [3, 8, 100])
+def test_zstd_cut_skippable_frame_is_truncated(cut: int) -> None:
+    tar = make_tar([info("a")])
+    stream = LayerStream(io.BytesIO(zstandard.ZstdCompressor().compress(tar)
+                                    + skippable(b"T" * 200)[:-cut]))
+    list(TarReader(stream))
+    with pytest.raises(MalformedLayerError) as err:
+        stream.drain()
+    assert err.value.reason is MalformedReason.TRUNCATED
+
+
 def test_gzip_followed_by_garbage_is_corrupt() -> None:
     stream = LayerStream(io.BytesIO(gzip.compress(make_tar([info("a")]), mtime=0) + b"junk!"))
     list(TarReader(stream))
@@ -233,7 +267,8 @@ def test_lone_zero_block_followed_by_members_is_malformed() -> None:
     assert [e[0] for e in entries] == ["seen"]
     assert reader.problem is not None
     assert reader.problem.reason is MalformedReason.LONE_ZERO_BLOCK
-    assert reader.problem.offset == 1024 + 512 * 2
+    assert reader.problem.offset == 1024  # the zero block's, as its message says
+    assert "at offset 1024 " in reader.problem.message
 
 
 @pytest.mark.parametrize("tail", [bytes(512), bytes(512 * 20), bytes(512 + 100), b""])

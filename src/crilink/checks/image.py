@@ -151,7 +151,8 @@ def _scan_layer(plan: ImagePlan, layer: LayerRef, view: ImageView) -> tuple[list
         return [_malformed(layer, MalformedReason.NOT_A_FILE, err.message)], 0
     with raw:
         try:
-            stream = LayerStream(raw, layer.digest.split(":", 1)[0], limit=layer.size)
+            stream = LayerStream(raw, layer.digest.split(":", 1)[0],
+                                 limit=layer.size, diff_algorithm=_algorithm(layer.diff_id))
         except MalformedLayerError as err:
             return [_malformed(layer, err.reason, err.message)], 0
         if stream.compression is Compression.UNKNOWN:
@@ -161,6 +162,11 @@ def _scan_layer(plan: ImagePlan, layer: LayerRef, view: ImageView) -> tuple[list
         findings = [_issue_finding(i) for i in view.apply_layer(layer.digest, reader)]
         findings.extend(_layer_end(layer, stream, reader.problem))
         return findings, stream.raw_bytes
+
+
+def _algorithm(digest: str | None) -> str | None:
+    """``sha512`` of ``sha512:<hex>`` (digests were checked when the documents were read)."""
+    return digest.split(":", 1)[0] if digest else None
 
 
 def _size_finding(layer: LayerRef, stream: LayerStream) -> Finding | None:

@@ -3,7 +3,8 @@
 A :class:`LayerStream` reads a blob (a bounded binary stream), detects gzip, zstd or plain
 tar from its first bytes (never from the media type alone), and hands out the decompressed
 bytes. While it reads it hashes both the blob as stored (the OCI descriptor digest) and the
-decompressed bytes (the config's ``diff_id``). :meth:`LayerStream.drain` reads the rest so
+decompressed bytes (the config's ``diff_id``), each with its own algorithm (a layout may store
+blobs under sha512 while its diff_ids stay sha256). :meth:`LayerStream.drain` reads the rest so
 that both digests cover every byte.
 
 Limits: with ``limit`` (the size its descriptor gives) no more than ``limit`` bytes of the
@@ -38,6 +39,10 @@ __all__ = [
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# a zstd skippable frame: magic 0x184D2A50..0x184D2A5F, then a 4-byte little-endian size and
+# that many bytes of metadata (zstd:chunked puts its table of contents in one, at the end)
+ZSTD_SKIPPABLE_TAIL = b"\x2a\x4d\x18"  # the magic's bytes 1..3; byte 0 is 0x50..0x5f
+ZSTD_SKIPPABLE_HEAD = 8
 XZ_MAGIC = b"\xfd7zXZ\x00"
 BZIP2_MAGIC = b"BZh"
 SNIFF_BYTES = 6
@@ -88,11 +93,18 @@ def sniff_compression(head: bytes) -> Compression:
     """The compression of a blob from its first bytes (at least :data:`SNIFF_BYTES`)."""
     if head.startswith(GZIP_MAGIC):
         return Compression.GZIP
-    if head.startswith(ZSTD_MAGIC):
+    if head.startswith(ZSTD_MAGIC) or _skippable_prefix(head[:ZSTD_SKIPPABLE_HEAD // 2]):
         return Compression.ZSTD
     if head.startswith((XZ_MAGIC, BZIP2_MAGIC)):
         return Compression.UNKNOWN
     return Compression.NONE
+
+
+def _skippable_prefix(data: bytes) -> bool:
+    """``data`` (up to 4 bytes, at least 1) begins a zstd skippable frame's magic."""
+    if not data or data[0] & 0xF0 != 0x50:
+        return False
+    return ZSTD_SKIPPABLE_TAIL.startswith(data[1:4])
 
 
 class _Readable(Protocol):
@@ -190,10 +202,48 @@ class _Gzip(_Framed):
 
 
 class _Zstd(_Framed):
+    """zstd frames, with skippable frames passed over wherever a frame may begin."""
+
     kind, magic = "zstd", ZSTD_MAGIC
+
+    def __init__(self) -> None:
+        self._started = False  # bytes of a real frame were decoded
+        self._skip_left = 0  # bytes of a skippable frame still to pass over
+        self._head = b""  # the start of what may be a skippable frame's header
+        super().__init__()
 
     def _new(self) -> None:
         self._d = zstandard.ZstdDecompressor().decompressobj()
+
+    def _skip(self, data: bytes) -> bytes:
+        """Pass over skippable frames at a frame boundary; what is left of ``data``."""
+        n = min(self._skip_left, len(data))
+        self._skip_left, data = self._skip_left - n, data[n:]
+        while data and (self._done or not self._started):
+            data, self._head = self._head + data, b""
+            if len(data) < ZSTD_SKIPPABLE_HEAD and _skippable_prefix(data[:4]):
+                self._head = data
+                return b""
+            if not _skippable_prefix(data[:4]):
+                break
+            size = int.from_bytes(data[4:ZSTD_SKIPPABLE_HEAD], "little")
+            data = data[ZSTD_SKIPPABLE_HEAD:]
+            n = min(size, len(data))
+            self._skip_left, data = size - n, data[n:]
+        return data
+
+    def feed(self, data: bytes) -> bytes:
+        data = self._skip(data)
+        if not data:
+            return b""
+        self._started = True
+        return super().feed(data)
+
+    def finish(self) -> None:
+        if self._skip_left or self._head:
+            raise MalformedLayerError(MalformedReason.TRUNCATED,
+                                      "zstd skippable frame ends before its stated size")
+        super().finish()
 
     def _step(self, data: bytes) -> tuple[bytes, bool, bytes]:
         try:
@@ -210,12 +260,13 @@ class LayerStream:
     """Decompressed bytes of one layer blob, with both digests computed as it goes."""
 
     def __init__(self, raw: _Readable, algorithm: str = "sha256",
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, diff_algorithm: str | None = None) -> None:
         self._raw = raw
         self._limit = limit
         self.algorithm = algorithm
+        self.diff_algorithm = diff_algorithm or algorithm  # a diff_id names its own
         self._blob_hash = hashlib.new(algorithm)
-        self._diff_hash = hashlib.new(algorithm)
+        self._diff_hash = hashlib.new(self.diff_algorithm)
         self.raw_bytes = 0
         self.size = 0  # decompressed bytes handed out so far
         head = self._read_raw(SNIFF_BYTES)
@@ -304,4 +355,4 @@ class LayerStream:
         return f"{self.algorithm}:{self._blob_hash.hexdigest()}"
 
     def diff_digest(self) -> str:
-        return f"{self.algorithm}:{self._diff_hash.hexdigest()}"
+        return f"{self.diff_algorithm}:{self._diff_hash.hexdigest()}"

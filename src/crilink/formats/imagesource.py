@@ -10,8 +10,9 @@ missing or damaged.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from crilink.errors import CorruptInputError, InputError
 from crilink.formats.archive import (
@@ -20,7 +21,13 @@ from crilink.formats.archive import (
     DockerImage,
     parse_docker_manifest,
 )
-from crilink.formats.imageselect import Selected, parse_platform, select_image, tag_of
+from crilink.formats.imageselect import (
+    Selected,
+    check_platform,
+    parse_platform,
+    ref_matches_name,
+    select_image,
+)
 from crilink.formats.oci import (
     INDEX_FILE,
     MAX_DOCUMENT,
@@ -34,6 +41,10 @@ from crilink.formats.source import BlobSource, DirSource
 from crilink.model import TargetKind
 
 __all__ = ["ImagePlan", "LayerRef", "open_image", "read_document"]
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+ID_ALGORITHM = "sha256"  # docker image ids are the sha256 of the config
+SHORT_ID = 12  # docker's short image id, the shortest prefix --ref accepts
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +81,7 @@ def open_image(target: str, ref: str | None = None, platform: str | None = None)
     try:
         if kind is TargetKind.DOCKER_ARCHIVE:
             assert isinstance(source, ArchiveSource)  # for mypy: only archives are docker
-            return _docker_plan(source, target, ref)
+            return _docker_plan(source, target, ref, platform)
         return _oci_plan(source, kind, target, ref, platform)
     except BaseException:
         source.close()
@@ -114,34 +125,56 @@ def _oci_layers(chosen: Selected) -> tuple[LayerRef, ...]:
                  for i, d in enumerate(layers))
 
 
+def _image_id(img: DockerImage) -> str:
+    """The image id (the config's sha256 hex) when the config name spells it, else ``""``."""
+    base = PurePosixPath(img.config).name.removesuffix(".json")
+    return base if HEX64.fullmatch(base) else ""
+
+
+def _docker_labels(images: tuple[DockerImage, ...]) -> list[str]:
+    """Tags, and untagged images by their short id (or config name), as ``--ref`` takes them."""
+    return sorted({t for img in images for t in img.repo_tags} |
+                  {_image_id(img)[:SHORT_ID] or img.config for img in images
+                   if not img.repo_tags})
+
+
+def _docker_matches(img: DockerImage, ref: str) -> bool:
+    """``ref`` names ``img``: a tag (normalised, or bare: the tag part), the config member
+    name, or the image id (``sha256:<hex>`` or a prefix of at least 12 hex digits)."""
+    if ref == img.config or any(ref_matches_name(t, ref) for t in img.repo_tags):
+        return True
+    image_id, hex_ref = _image_id(img), ref.removeprefix(f"{ID_ALGORITHM}:")
+    return bool(image_id) and len(hex_ref) >= SHORT_ID and image_id.startswith(hex_ref)
+
+
 def _pick_docker(images: tuple[DockerImage, ...], target: str, ref: str | None) -> DockerImage:
     if ref is None:
         if len(images) == 1:
             return images[0]
-        tags = sorted({t for img in images for t in img.repo_tags} or {img.config
-                                                                       for img in images})
         raise InputError(f"{target}: holds {len(images)} images; choose one with --ref: "
-                         f"{', '.join(tags)}")
-    fits = [img for img in images
-            if ref in img.repo_tags or any(tag_of(t) == ref for t in img.repo_tags)]
+                         f"{', '.join(_docker_labels(images))}")
+    fits = [img for img in images if _docker_matches(img, ref)]
     if len(fits) != 1:
-        tags = sorted({t for img in images for t in img.repo_tags})
         what = "no image" if not fits else "several images"
-        raise InputError(f"{target}: {what} {ref!r}; available: {', '.join(tags) or 'none'}")
+        raise InputError(f"{target}: {what} {ref!r}; available: "
+                         f"{', '.join(_docker_labels(images)) or 'none'}")
     return fits[0]
 
 
-def _docker_plan(source: ArchiveSource, target: str, ref: str | None) -> ImagePlan:
+def _docker_plan(source: ArchiveSource, target: str, ref: str | None,
+                 platform: str | None) -> ImagePlan:
     what = f"{target} {DOCKER_MANIFEST}"
     image = _pick_docker(parse_docker_manifest(source.read_small(DOCKER_MANIFEST, what), what),
                          target, ref)
     config = parse_config(source.read_small(image.config, f"config {image.config}"),
                           f"config {image.config}")
+    check_platform(config.platform, parse_platform(platform) if platform else None, target)
     if len(config.diff_ids) != len(image.layers):
         raise CorruptInputError(f"read {what}: {len(image.layers)} layers but the config "
                                 f"lists {len(config.diff_ids)} diff_ids")
     layers = tuple(LayerRef(i, name, check_digest(diff_id, what), None, diff_id)
                    for i, (name, diff_id) in enumerate(zip(image.layers, config.diff_ids,
                                                            strict=True)))
-    label = ref or (image.repo_tags[0] if image.repo_tags else image.config)
+    label = ref or (image.repo_tags[0] if image.repo_tags else
+                    _image_id(image)[:SHORT_ID] or image.config)
     return ImagePlan(source, TargetKind.DOCKER_ARCHIVE, label, layers)

@@ -14,8 +14,17 @@ Rules, as containerd's and podman's appliers behave:
   a whiteout of ``..``, ``.`` or the empty name (``.wh...``, ``.wh..``, ``.wh.``) names no
   file of its directory: it is an ``unsafe_entry`` issue (``bad_whiteout_name``), never
   applied to the directory or its parent;
+- a whiteout's path is looked up lexically in the lower view, never through a symlink: when
+  an ancestor is a symlink (or missing, or not a directory) it hides nothing. This is what
+  overlayfs (the default snapshotter of containerd and podman) does: the layer's whiteout
+  sits in its own upper tree, and a lower path below a symlink is no lower entry at that
+  path. (containerd's naive applier resolves the parent in-root and would delete through
+  the link; that deletes a file of another directory, which no overlay mount shows.) So a
+  layer that turns symlink ``d`` into a directory and whites out ``d/f`` leaves the
+  symlink's target untouched;
 - a hard link is tied to its target as the stack stands at that entry: a missing (or
-  whited-out) target is ``hardlink_missing_target`` and the entry is not applied; a target
+  whited-out) target is ``hardlink_missing_target`` and the entry is not applied (as is a
+  target that is a directory: reason ``target_is_directory``); a target
   last written by a lower layer is ``hardlink_cross_layer`` (its size is stored again).
   An absolute hard-link target is root-relative; one that climbs out is ``unsafe_entry``.
 """
@@ -31,13 +40,14 @@ from crilink.pathres.base import NodeType, ResolveError
 from crilink.pathres.memvfs import MemoryVFS
 from crilink.pathres.resolve import resolve_in_root
 
-__all__ = ["BAD_WHITEOUT", "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX", "ImageView", "IssueKind",
-           "MergeIssue", "clean_name"]
+__all__ = ["BAD_WHITEOUT", "TARGET_IS_DIRECTORY", "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX",
+           "ImageView", "IssueKind", "MergeIssue", "clean_name"]
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 BAD_WHITEOUT = "bad_whiteout_name"  # reason: a whiteout of "..", "." or the empty name
+TARGET_IS_DIRECTORY = "target_is_directory"  # reason: a hard link names a directory
 _DOT_NAMES = frozenset({"", ".", ".."})
 _NODE_TYPES = {EntryType.FILE: NodeType.FILE, EntryType.DIR: NodeType.DIR,
                EntryType.SYMLINK: NodeType.SYMLINK, EntryType.OTHER: NodeType.OTHER}
@@ -172,8 +182,19 @@ class ImageView:
         else:
             others.append((path, entry))
 
+    def _lexical(self, path: str) -> str | None:
+        """``path`` when each of its ancestors in the view is a directory, no link followed;
+        else None (a path under a symlink names nothing in the lower layers)."""
+        parent = _split(path)[0] if path != "/" else "/"
+        while parent != "/":
+            node = self.vfs.lstat(parent)
+            if node is None or node.type is not NodeType.DIR:
+                return None
+            parent = _split(parent)[0]
+        return path
+
     def _apply_whiteout(self, layer: str, wh: _Whiteout) -> None:
-        real = self._locate(wh.path, create=False)
+        real = self._lexical(wh.path)
         if real is None:
             return
         if wh.opaque:
@@ -207,7 +228,7 @@ class ImageView:
         real_target = self._locate(target, create=False)
         node = self.vfs.get(real_target) if real_target is not None else None
         if real_target is None or node is None or node.type is NodeType.DIR:
-            reason = "directory" if node is not None else self._missing_reason(target)
+            reason = TARGET_IS_DIRECTORY if node is not None else self._missing_reason(target)
             return MergeIssue(IssueKind.HARDLINK_MISSING_TARGET, path, layer, reason,
                               link=entry.linkname)
         real = self._locate(path, create=True)

@@ -87,9 +87,10 @@ class _Readable(Protocol):
 class _Stop(Exception):
     """Internal: the archive cannot be read further (carries the problem)."""
 
-    def __init__(self, reason: MalformedReason, message: str) -> None:
+    def __init__(self, reason: MalformedReason, message: str, offset: int | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.offset = offset  # where the problem is, when not where reading stopped
 
 
 def _number(field: bytes) -> int:
@@ -209,7 +210,8 @@ class TarReader:
         try:
             yield from self._entries()
         except _Stop as stop:
-            self.problem = TarProblem(stop.reason, str(stop), self._offset)
+            offset = self._offset if stop.offset is None else stop.offset
+            self.problem = TarProblem(stop.reason, str(stop), offset)
 
     def _header(self) -> bytes | None:
         """The next header block, or None at a proper end-of-archive block."""
@@ -236,7 +238,7 @@ class TarReader:
             raise _Stop(MalformedReason.LONE_ZERO_BLOCK,
                         f"a single zero block at offset {offset} is followed by more data, "
                         "not by a second zero block: entries after it are hidden from "
-                        "tools that stop there")
+                        "tools that stop there", offset)
 
     def _entries(self) -> Iterator[TarEntry]:
         pending = _Pending()

@@ -181,7 +181,7 @@ CASES = [
         ("hardlink", "to-dir", "usr/lib")]))],
         [exp("hardlink_missing_target", "/to-nowhere", "error", "absent"),
          exp("hardlink_missing_target", "/to-whited-out", "error", "whited_out"),
-         exp("hardlink_missing_target", "/to-dir", "error", "directory")],
+         exp("hardlink_missing_target", "/to-dir", "error", "target_is_directory")],
         "hard links whose target is absent, whited out by the same layer, or a directory"),
     Case("hardlink-cross-layer", [Layer(BASE), Layer(tar_bytes([
         ("dir", "opt", None),
