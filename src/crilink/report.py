@@ -232,10 +232,9 @@ def doctor_envelope(rep: DoctorReport) -> dict[str, Any]:
 def print_doctor(rep: DoctorReport, console: Console) -> None:
     """One table of runtimes (status, findings, reclaimable bytes), then host facts."""
     table = Table(title="crilink doctor", show_lines=False)
-    for col in ("runtime", "root", "state", "findings", "bytes involved"):
+    for col in ("runtime", "root", "state", "findings", "bytes"):
         # a path is copied from here into the next command: never broken mid-name
-        table.add_column(col, overflow="fold", no_wrap=col in ("root", "runtime"),
-                         min_width=len(col.split()[0]))
+        table.add_column(col, overflow="fold", no_wrap=col in ("root", "runtime"))
     for s in rep.stores:
         table.add_row(s.runtime, _safe(s.root), _store_state(s), _store_findings(s),
                       f"{summary(s.result.findings)['bytes']:,}" if s.result else "")
