@@ -133,3 +133,16 @@ def test_lost_name_nobody_remembers_is_minted_and_lowers_rewritten(pm: Podman,
     assert pm.run(V1, "/bin/echo", "ok").stdout.strip() == "ok"
     assert pm.run(V2, "/bin/echo", "ok").stdout.strip() == "ok"
     assert run_scan(str(root)).findings == ()
+
+
+def test_the_podman_command_gc_runs_is_accepted_by_podman(pm: Podman) -> None:
+    """podman records a store's runroot in its own database and refuses another one: the
+    command crilink gc runs must name none (podman reads it there) and work as written."""
+    from crilink.fix.gc_cstorage import podman_argv  # noqa: PLC0415
+    from crilink.stores.cstorage import CStorageStore  # noqa: PLC0415
+
+    argv = podman_argv(CStorageStore.open(pm.root), "images", "--format", "{{.ID}}")
+    assert "--runroot" not in argv
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split()) == 2  # busybox v1 and v2

@@ -78,14 +78,26 @@ class GcPlan:
 
 def podman_argv(store: CStorageStore, *args: str) -> tuple[str, ...]:
     """``podman --root ROOT --runroot RUNROOT ARGS``; the runroot from storage.conf."""
-    conf = load_storage_conf()
-    run_root = conf.run_root
-    if os.path.realpath(conf.graph_root) != os.path.realpath(store.root):
-        # not the host's configured store: its runroot (locks, mount state) is not the
-        # host's either; a private one, short (podman's socket paths must stay short)
-        run_root = "/run/crilink-" + hashlib.sha256(os.fsencode(store.root)).hexdigest()[:12]
-    return (PODMAN, "--root", str(store.root), "--runroot", run_root,
+    return (PODMAN, "--root", str(store.root), *_run_root_args(store),
             "--storage-driver", "overlay", *args)
+
+
+# podman's own database under the graph root records the runroot the store was made with,
+# and refuses ("database configuration mismatch") any other one given on the command line
+_LIBPOD_DBS = ("libpod/bolt_state.db", "libpod/db.sql")
+
+
+def _run_root_args(store: CStorageStore) -> tuple[str, ...]:
+    """``--runroot`` for podman: none when podman's database names it (podman reads it
+    there); the configured one for the host's configured store; else a private one (short:
+    podman's socket paths must stay short), never the host's lock and mount state."""
+    if any((store.root / db).is_file() for db in _LIBPOD_DBS):
+        return ()
+    conf = load_storage_conf()
+    if os.path.realpath(conf.graph_root) == os.path.realpath(store.root):
+        return ("--runroot", conf.run_root)
+    return ("--runroot",
+            "/run/crilink-" + hashlib.sha256(os.fsencode(store.root)).hexdigest()[:12])
 
 
 def _orphan_actions(state: OverlayState, lid: str, stamp: str) -> tuple[A.Action, ...]:
