@@ -184,3 +184,10 @@ def test_closed_or_full_stdout_is_not_an_internal_error(real_fixtures: Path) -> 
                                "json"], stdout=full, stderr=subprocess.PIPE, text=True,
                               check=False, timeout=120)
     assert proc.returncode == 2 and "cannot write the output" in proc.stderr
+
+
+def test_pid_of_a_kernel_thread_is_refused() -> None:
+    """kthreadd (PID 2) shares the host's root: scanning it as a 'container' would mislead."""
+    proc = subprocess.run([sys.executable, "-m", "crilink.cli.main", "scan", "--pid", "2"],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 2 and "kernel thread" in proc.stderr

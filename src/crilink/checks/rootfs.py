@@ -383,6 +383,16 @@ def run(target: str, options: ScanOptions) -> ScanResult:
     return _scan(target, target, TargetKind.ROOTFS, _read_text("/proc/self/mountinfo"), options)
 
 
+def _kernel_thread(proc: str) -> bool:
+    """A kernel thread has an empty command line and PF_KTHREAD (0x00200000) in its flags."""
+    try:
+        with open(f"{proc}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return bool(int(fields[6]) & 0x00200000)  # field 9 of stat(5): flags
+    except (OSError, IndexError, ValueError):
+        return False
+
+
 def run_pid(target: str, options: ScanOptions) -> ScanResult:
     """Scan the root filesystem of process ``target`` (a PID) as that process sees it."""
     if not target.isdigit():
@@ -390,5 +400,9 @@ def run_pid(target: str, options: ScanOptions) -> ScanResult:
     proc = f"/proc/{target}"
     if not os.path.isdir(proc):  # noqa: PTH112 - one stat of a procfs path
         raise InputError(f"scan --pid {target}: no such process")
+    if _kernel_thread(proc):
+        raise InputError(f"scan --pid {target}: a kernel thread, not a container process "
+                         "(it has no root filesystem of its own); give the PID of a "
+                         "process inside the container (crictl inspect: .info.pid)")
     return _scan(f"{proc}/root", f"{proc}/root", TargetKind.CONTAINER,
                  _read_text(f"{proc}/mountinfo"), options)
