@@ -11,12 +11,12 @@ import hashlib
 import io
 import json
 import os
-import signal
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from deadline import deadline
 
 from crilink.checks.image import check_image
 from crilink.errors import CorruptInputError
@@ -33,15 +33,8 @@ DIGEST = "sha256:" + "a" * 64
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
     """A test that would block on a FIFO or read /dev/zero for ever fails after 20 s."""
-
-    def fail(_sig: int, _frame: object) -> None:
-        raise TimeoutError("scan hung")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with deadline(20, "scan of a hostile blob"):
+        yield
 
 
 def sha(data: bytes) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 import pytest
+from deadline import deadline
 
 from crilink.checks.cstorage import scan_store
 from crilink.checks.docker import check_view
@@ -25,18 +24,11 @@ from crilink.stores.docker import open_docker
 HOSTILE = ["fifo", "devzero", "deep"]
 
 
-def _hung(signum: int, frame: FrameType | None) -> None:
-    raise TimeoutError("hung on a hostile store file")
-
-
 @pytest.fixture(autouse=True)
 def _deadline() -> Iterator[None]:
     """A regression here is a hang: fail after 60 s instead of blocking the suite."""
-    old = signal.signal(signal.SIGALRM, _hung)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with deadline(60, "a hostile store file"):
+        yield
 
 
 def _cstore(root: Path) -> Path:
