@@ -32,6 +32,7 @@ __all__ = [
     "print_doctor",
     "print_json",
     "print_table",
+    "safe_text",
     "summary",
     "terminal_text",
 ]
@@ -148,7 +149,7 @@ def terminal_text(text: str | None) -> str:
     return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
-def _safe(text: str | None) -> str:
+def safe_text(text: str | None) -> str:
     """:func:`terminal_text` with rich markup escaped too (``[bold]`` in a name is text)."""
     return escape(terminal_text(text))
 
@@ -162,10 +163,10 @@ def print_table(result: ScanResult, console: Console,
     (``None``: all), then a totals line. The counts always cover every finding."""
     findings = sorted(result.findings, key=lambda f: (-f.severity.rank, f.kind, f.path))
     if not findings:
-        console.print(f"[green]no findings[/green] in {_safe(result.target)} "
+        console.print(f"[green]no findings[/green] in {safe_text(result.target)} "
                       f"({result.target_kind})")
         return
-    table = Table(title=f"{_safe(result.target)} ({result.target_kind})", show_lines=False)
+    table = Table(title=f"{safe_text(result.target)} ({result.target_kind})", show_lines=False)
     for col in ("severity", "kind", "path", "link / id", "detail"):
         table.add_column(col, overflow="fold")
     total = Counter(f.kind for f in findings)
@@ -178,8 +179,8 @@ def print_table(result: ScanResult, console: Console,
         shown[f.kind] += 1
         ident = f.link if f.link is not None else (f.key or f.id or f.digest or f.layer or "")
         detail = f.message or _detail_text(f)
-        table.add_row(f"[{_SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.kind, _safe(f.path),
-                      _safe(ident), _safe(detail))
+        table.add_row(f"[{_SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.kind, safe_text(f.path),
+                      safe_text(ident), safe_text(detail))
         if shown[f.kind] == rows_per_kind and total[f.kind] > rows_per_kind:
             table.add_row("", f.kind, f"... and {total[f.kind] - rows_per_kind:,} more "
                           "(-o json lists every finding)", "", "")
@@ -236,7 +237,7 @@ def print_doctor(rep: DoctorReport, console: Console) -> None:
         # a path is copied from here into the next command: never broken mid-name
         table.add_column(col, overflow="fold", no_wrap=col in ("root", "runtime"))
     for s in rep.stores:
-        table.add_row(s.runtime, _safe(s.root), _store_state(s), _store_findings(s),
+        table.add_row(s.runtime, safe_text(s.root), _store_state(s), _store_findings(s),
                       f"{summary(s.result.findings)['bytes']:,}" if s.result else "")
     console.print(table)
     h = rep.host
@@ -249,12 +250,12 @@ def print_doctor(rep: DoctorReport, console: Console) -> None:
                       "scan a root filesystem or an image with `crilink scan PATH`")
     for s in rep.stores:
         if s.result and s.result.findings:
-            console.print(f"details: crilink scan {_safe(s.root)}")
+            console.print(f"details: crilink scan {safe_text(s.root)}")
 
 
 def _store_state(s: StoreReport) -> str:
     if s.error is not None:
-        return f"[red]error[/]: {_safe(s.error)}"
+        return f"[red]error[/]: {safe_text(s.error)}"
     if not s.present:
         return "absent"
     if s.status is None:

@@ -18,7 +18,9 @@ from typing import Any
 import click
 
 from crilink.cli.common import output_option, stderr_console, stdout_console
-from crilink.errors import UsageError
+from crilink.cli.journalview import raise_for_result
+from crilink.errors import ApplyError, UsageError
+from crilink.fix.result import ApplyResult
 from crilink.model import TargetKind
 from crilink.report import SCHEMA_VERSION, print_json, terminal_text
 from crilink.scan import detect_target
@@ -142,18 +144,20 @@ def gc_containerd(req: GcRequest) -> int:
             err.print(terminal_text(f"{r.status:<8} {r.item.kind} {r.item.key or r.item.path} "
                                     f"{r.reason}"),
                       markup=False, soft_wrap=True)
-    return _apply_exit(results)
-
-
-def _apply_exit(results: Sequence[Any]) -> int:
-    """5 when an action failed, 4 when one was skipped or refused by its safety re-check (the
-    node was not what the plan expected), else 0. An item the fresh re-scan no longer reports
-    (nothing was tried) is not an error: the store converged."""
-    if any(r.status == "failed" for r in results):
-        return 5
-    if any(r.status in ("skipped", "refused") and r.outcomes for r in results):
-        return 4
+    _raise_for_results(results, journal)
     return 0
+
+
+def _raise_for_results(results: Sequence[Any], journal: str | None) -> None:
+    """Exit 5 when a ``ctr`` step failed or an action failed, 4 when an action was skipped or
+    refused by its safety re-check; an item the fresh re-scan no longer reports (nothing was
+    tried, no outcome) is not an error: the store converged."""
+    ctr_failed = [r for r in results if r.status == "failed" and not r.outcomes]
+    if ctr_failed:
+        raise ApplyError(f"gc: {len(ctr_failed)} ctr step(s) failed (see above); fix the "
+                         "cause and run gc again")
+    raise_for_result(ApplyResult(journal or "", tuple(o for r in results for o in r.outcomes)),
+                     "gc")
 
 
 def _say_journal(journal: str, kept: bool, root: object, stamp: str) -> None:
@@ -169,7 +173,8 @@ def _say_journal(journal: str, kept: bool, root: object, stamp: str) -> None:
 @click.command("gc")
 @click.argument("root", required=False)
 @click.option("--apply", is_flag=True, help="reclaim (default: only print the plan)")
-@click.option("-y", "--yes", is_flag=True, help="do not ask before applying")
+@click.option("-y", "--yes", is_flag=True,
+              help="do not ask before applying (asked only when stdin is a terminal)")
 @click.option("-a", "--address", help="containerd socket (default: from config.toml)")
 @click.option("--as-of", "as_of", help="judge lease and ingest expiry at this RFC 3339 time "
               "(default: now; a time without an offset is UTC)")
@@ -187,6 +192,12 @@ def command(*, root: str | None, apply: bool, yes: bool, address: str | None, as
     then purged (a purge cannot be undone; --keep-quarantine stops before it, so crilink
     undo can put the dirs back). The rest is printed as ctr commands. No BoltDB is ever
     written.
+
+    containers-storage and Docker roots (engine stopped): orphan layer dirs no record or
+    lower chain uses go the same quarantine way; what the engine knows is left to podman
+    (or listed for a person). A dir with a mount under it is never removed.
+    Exit 0 done or nothing to do, 3 runtime running, 4 an item left alone by its safety
+    re-check, 5 a step failed.
     """
     now = datetime.now(UTC)
     if as_of:

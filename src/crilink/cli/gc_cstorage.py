@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crilink.cli.common import stderr_console, stdout_console
+from crilink.cli.journalview import raise_for_result
+from crilink.errors import ApplyError
 from crilink.fix import gc_cstorage as gc
 from crilink.fix.journal import default_journal_path
+from crilink.fix.result import ApplyResult
 from crilink.report import SCHEMA_VERSION, print_json
 
 if TYPE_CHECKING:
@@ -64,11 +67,20 @@ def gc_cstorage(req: GcRequest) -> int:
                    results=[{"kind": o.action.kind, "path": o.action.path,
                              "status": str(o.status)} for o in result.outcomes])
         print_json(doc, sys.stdout)
-        return result.exit_code(podman_failed)
+        return _raise_for(result, podman_failed)
     err = stderr_console()
     for o in result.outcomes:
         err.print(f"{o.status:<8} {o.action.kind} {o.action.path}", markup=False)
     for note in notes:
         err.print(note, markup=False)
     err.print(f"journal: {journal}; {result.bytes_freed:,} bytes freed", markup=False)
-    return result.exit_code(podman_failed)
+    return _raise_for(result, podman_failed)
+
+
+def _raise_for(result: ApplyResult, podman_failed: bool) -> int:
+    """Exit 5 when podman's own step failed, else as :func:`raise_for_result` says."""
+    if podman_failed:
+        raise ApplyError("gc: podman's cleanup failed (see its exit status and message); "
+                         "nothing it was to remove was removed")
+    raise_for_result(result, "gc")
+    return 0

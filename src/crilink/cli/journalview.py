@@ -8,24 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from crilink.errors import ApplyError, UnsafeTargetError
 from crilink.fix.result import ApplyResult, Status
+from crilink.report import safe_text
 
 __all__ = ["outcomes_json", "print_outcomes", "raise_for_result", "safe_text"]
 
 _STYLE = {Status.DONE: "green", Status.ALREADY: "dim", Status.SKIPPED: "yellow",
           Status.REFUSED: "yellow", Status.IRREVERSIBLE: "cyan", Status.FAILED: "bold red"}
-
-
-def safe_text(text: str) -> str:
-    """A path shown on a terminal: control characters and undecodable bytes escaped, and
-    rich markup brackets escaped."""
-    if not text.isprintable() or any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
-        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return escape(text)
 
 
 def outcomes_json(result: ApplyResult) -> dict[str, Any]:

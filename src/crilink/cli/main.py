@@ -57,14 +57,6 @@ def cli() -> None:
     """
 
 
-def _one_line(message: str) -> str:
-    """A message as one terminal line: names from a store or image may hold newlines or
-    escape sequences; they are shown escaped, never sent to the terminal raw."""
-    if message.isprintable():
-        return message
-    return message.encode("unicode_escape", "backslashreplace").decode("ascii")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map every error to an exit code and a one-line message."""
     if sys.stdout is None:  # started with stdout closed (>&-): the exit code still counts
@@ -72,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="crilink", standalone_mode=False)
     except CrilinkError as err:
-        click.echo(f"crilink: {_one_line(err.message)}", err=True)
+        from crilink.report import terminal_text  # noqa: PLC0415 - lazy: keeps startup fast
+
+        click.echo(f"crilink: {terminal_text(err.message)}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort:
         click.echo("crilink: aborted", err=True)

@@ -70,15 +70,6 @@ class ApplyResult:
     def bytes_freed(self) -> int:
         return sum(o.bytes for o in self.outcomes)
 
-    def exit_code(self, failed_elsewhere: bool = False) -> int:
-        """5 when an action (or ``failed_elsewhere``: a runtime's own command) failed, 4 when
-        one was skipped or refused because the tree was not as expected, else 0."""
-        if failed_elsewhere or self.count(Status.FAILED):
-            return 5
-        if self.count(Status.SKIPPED) or self.count(Status.REFUSED):
-            return 4
-        return 0
-
     def summary(self) -> dict[str, int]:
         counts = Counter(str(o.status) for o in self.outcomes)
         return {str(s): counts.get(str(s), 0) for s in Status if s != Status.PENDING}

@@ -7,6 +7,8 @@ do not parse are skipped (a hostile or truncated file gives fewer entries, never
 
 from __future__ import annotations
 
+import os
+
 __all__ = ["VIRTUAL_FS", "device_types", "mount_points", "unescape"]
 
 # filesystems that hold no files of the root being examined: never descended into
@@ -33,19 +35,18 @@ def device_types(text: str) -> dict[tuple[int, int], str]:
 
 def unescape(field: str) -> str:
     """A mountinfo path field: the kernel writes space, tab, newline and backslash as
-    ``\\ooo`` octal escapes."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        c = field[i]
-        if c == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+    ``\\ooo`` octal escapes (decoded byte-wise: names that are not UTF-8 round-trip)."""
+    raw = os.fsencode(field)
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x5C and i + 4 <= len(raw) and raw[i + 1:i + 4].isdigit():
+            out.append(int(raw[i + 1:i + 4], 8) & 0xFF)
             i += 4
         else:
-            out.append(c)
+            out.append(raw[i])
             i += 1
-    return "".join(out)
+    return os.fsdecode(bytes(out))
 
 
 def mount_points(text: str) -> list[str]:

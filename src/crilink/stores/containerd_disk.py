@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crilink.errors import CrilinkError
+from crilink.formats.mountinfo import unescape
 from crilink.pathres.files import read_regular
 
 __all__ = [
@@ -157,21 +158,6 @@ def _blob_files(root: Path) -> list[BlobFile]:
             for alg in _listdir(base) for hexd in _listdir(base / alg)]
 
 
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as ``\\ooo``."""
-    raw = os.fsencode(field)
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == 0x5C and i + 4 <= len(raw) and raw[i + 1:i + 4].isdigit():
-            out.append(int(raw[i + 1:i + 4], 8) & 0xFF)
-            i += 4
-        else:
-            out.append(raw[i])
-            i += 1
-    return os.fsdecode(bytes(out))
-
-
 def read_mountinfo(root: Path, text: str | None = None) -> list[MountEntry]:
     """Mounts at or below ``root`` (``text``: mountinfo content, read from /proc when None)."""
     if text is None:
@@ -187,11 +173,11 @@ def read_mountinfo(root: Path, text: str | None = None) -> list[MountEntry]:
         fields, tail = left.split(), right.split()
         if not sep or len(fields) < 5 or len(tail) < 2:
             continue
-        point = _unescape(fields[4])
+        point = unescape(fields[4])
         if point != prefix and not point.startswith(prefix + "/"):
             continue
         rel = os.path.relpath(point, prefix)
-        out.append(MountEntry(point, rel, tail[0], _unescape(tail[1]), _unescape(fields[3])))
+        out.append(MountEntry(point, rel, tail[0], unescape(tail[1]), unescape(fields[3])))
     return out
 
 
